@@ -1,0 +1,87 @@
+"""§4: every variant, geometry and backbone returns scores at exactly the input's size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fcnseg
+from fcnseg.upsampling import FixedUpsample, bilinear_kernel, learned_upsample
+
+SIZES = [(1, 1), (2, 3), (17, 5), (31, 33), (64, 64), (97, 130)]
+
+
+@pytest.mark.parametrize("geometry", ["caffe", "modern"])
+@pytest.mark.parametrize("variant", ["fcn32s", "fcn16s", "fcn8s"])
+def test_any_input_size(vgg_models: dict, variant: str, geometry: str) -> None:
+    model = vgg_models[variant, geometry]
+    with torch.no_grad():
+        for h, w in SIZES:
+            assert model(torch.randn(1, 3, h, w)).shape == (1, 3, h, w)
+
+
+@pytest.mark.parametrize("backbone", [
+    "alexnet", "googlenet", "resnet50", "efficientnet_lite0", "timm:resnet18",
+])
+def test_other_backbones_any_size(backbone: str) -> None:
+    model = fcnseg.fcn8s(num_classes=4, backbone=backbone).eval()
+    with torch.no_grad():
+        for h, w in [(1, 1), (33, 17), (70, 45)]:
+            assert model(torch.randn(2, 3, h, w)).shape == (2, 4, h, w)
+
+
+def test_new_score_layers_start_at_zero(vgg_models: dict) -> None:
+    # §4.2: a new skip adds nothing at first, so FCN-16s starts as the FCN-32s it grew from.
+    model = vgg_models["fcn8s", "modern"]
+    for name in ("score_fr", "score_pool4", "score_pool3"):
+        assert getattr(model, name).weight.abs().sum() == 0
+
+
+def test_upsamplers_learned_and_fixed(vgg_models: dict) -> None:
+    model = vgg_models["fcn8s", "caffe"]
+    params = dict(model.named_parameters())
+    assert "upscore2.weight" in params and "upscore_pool4.weight" in params
+    assert "upscore8.weight" not in params and "upscore8.weight" in model.state_dict()
+
+
+def test_at_once_scales_the_taps() -> None:
+    model = fcnseg.fcn8s(num_classes=2, backbone="efficientnet_lite0", at_once=True)
+    assert model.skip_scale == {16: 0.01, 8: 0.0001}
+
+
+def test_bilinear_kernel_matches_interpolate_inside() -> None:
+    x = torch.randn(1, 2, 6, 7)
+    for factor in (2, 4, 8):
+        up = FixedUpsample(2, factor=factor, padding=factor // 2)(x)
+        ref = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+        m = factor  # the border, where interpolate clamps and the convolution pads with zeros
+        torch.testing.assert_close(up[..., m:-m, m:-m], ref[..., m:-m, m:-m], atol=1e-5,
+                                   rtol=1e-5)
+
+
+def test_odd_bilinear_kernel_is_align_corners() -> None:
+    x = torch.randn(1, 1, 5, 5)
+    up = FixedUpsample(1, factor=2, kernel=3, padding=1)(x)
+    ref = F.interpolate(x, size=(9, 9), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(up, ref, atol=1e-5, rtol=1e-5)
+    assert bilinear_kernel(3).tolist() == [[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]]
+
+
+def test_learned_upsample_starts_bilinear_per_class() -> None:
+    layer = learned_upsample(3, factor=2)
+    assert torch.equal(layer.weight[1, 1], bilinear_kernel(4))
+    assert layer.weight[0, 1].abs().sum() == 0
+
+
+def test_predict_normalises_uint8() -> None:
+    model = fcnseg.fcn32s(num_classes=2, backbone="efficientnet_lite0").eval()
+    image = torch.randint(0, 256, (1, 3, 40, 50), dtype=torch.uint8)
+    assert model.predict(image).shape == (1, 40, 50)
+
+
+def test_unknown_names_are_clear() -> None:
+    with pytest.raises(ValueError, match="unknown backbone"):
+        fcnseg.fcn8s(num_classes=2, backbone="vgg17")
+    with pytest.raises(ValueError, match="geometry='modern'"):
+        fcnseg.fcn8s(num_classes=2, backbone="resnet50", geometry="caffe")
