@@ -18,3 +18,17 @@ __all__ = [
     "load_reference", "receptive_field", "save", "shift_and_stitch",
 ]
 __version__ = "0.1.0"
+
+# Inference (§3, whole-image inference in one pass): fast, tiled, any image size.
+from .inference import Predictor  # noqa: E402
+from .predict import predict  # noqa: E402  (the function; the module stays fcnseg.predict)
+
+__all__ += ["Predictor", "predict"]
+
+# Training (§3.4, §4.3) and evaluation (§5). As with predict, the names are the functions; the
+# modules stay importable as fcnseg.train and fcnseg.evaluate.
+from .config import TrainConfig  # noqa: E402
+from .evaluate import evaluate  # noqa: E402
+from .train import train  # noqa: E402
+
+__all__ += ["TrainConfig", "evaluate", "train"]

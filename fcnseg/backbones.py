@@ -130,7 +130,9 @@ def _torchvision_state(name: str, pretrained: Pretrained) -> dict[str, Tensor] |
     if pretrained is False:
         return None
     if pretrained is True:  # torchvision's own mechanism: downloads once into its cache
-        return torchvision.models.get_model_weights(name).DEFAULT.get_state_dict(progress=True)
+        # torch.hub loads with weights_only=False unless told: never run a downloaded pickle.
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+        return weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
     return read_state_dict(pretrained)
 
 
@@ -271,11 +273,12 @@ def timm_model(name: str, *, geometry: str = "modern", pretrained: Pretrained = 
     _modern_only(f"timm:{name}", geometry)
     if pretrained is True or pretrained is False:
         model = timm.create_model(name, pretrained=bool(pretrained))
-    else:  # timm's own mechanism for a local weight file
-        if not Path(pretrained).is_file():
-            raise CheckpointError(f"{pretrained}: no such weight file; check the path")
+    else:  # timm's own loading (and checkpoint filters) for a local weight file
+        # Read through read_state_dict: safetensors, or a pickle only if weights-only, with
+        # one clear error for a file that is missing, unreadable or would run code.
+        state = read_state_dict(pretrained)
         model = timm.create_model(name, pretrained=True,
-                                  pretrained_cfg_overlay={"file": str(pretrained)})
+                                  pretrained_cfg_overlay={"state_dict": state})
     return _timm_backbone(model)
 
 

@@ -24,6 +24,11 @@ __all__ = ["atomic_write", "load", "read_metadata", "save"]
 
 _KEY = "fcnseg"
 
+# The process's umask, read once at import (reading it means setting it, which is not
+# thread-safe); new files get mode 0666 less it.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it, and rename it over
@@ -34,6 +39,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        # mkstemp (and safetensors) make the file private (0600); give it the mode a new file
+        # gets (0666 less the umask), so that others may read the model as before.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

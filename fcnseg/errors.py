@@ -9,6 +9,16 @@ class FcnsegError(Exception):
     The command line prints it as ``error: <message>`` and exits with status 2, no traceback.
     """
 
+    def __init__(self, message: object = "") -> None:
+        # A DataLoader re-raises an error from a worker process as ``type(error)(text)`` where
+        # the text is "Caught DataError in DataLoader worker process 0.\nOriginal Traceback…"
+        # ending in "fcnseg.errors.DataError: <message>". Keep the person's one line only.
+        if isinstance(message, str) and message.startswith("Caught ") \
+                and "\nOriginal Traceback" in message:
+            last = message.rstrip().splitlines()[-1]
+            message = last.partition(": ")[2] or message
+        super().__init__(message)
+
 
 class DataError(FcnsegError):
     """A bad image, mask or dataset directory."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
 from fcnseg.data.reading import (
@@ -175,3 +175,48 @@ def median_frequency_weights(dataset: SegmentationDataset) -> torch.Tensor:
     freq = class_frequencies(dataset)
     median = torch.quantile(freq[freq > 0], 0.5)
     return torch.where(freq > 0, median / freq.clamp(min=1e-12), 0.0).float()
+
+
+# --- bad samples -----------------------------------------------------------------------------
+
+
+class _Checked(Dataset):
+    """``(index, None)`` for a sample that reads and checks cleanly, else ``(index, message)``."""
+
+    def __init__(self, dataset: SegmentationDataset, indices: Sequence[int]) -> None:
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[int, str | None]:
+        index = self.indices[position]
+        try:
+            # What __getitem__ reads and checks, before any transform.
+            image = to_rgb_tensor(open_image(self.dataset.samples[index][0],
+                                             max_pixels=self.dataset.max_pixels))
+            check_same_size(image, self.dataset.load_mask(index), self.dataset.samples[index][1])
+        except DataError as error:
+            return index, str(error)
+        return index, None
+
+
+def find_bad_samples(dataset: SegmentationDataset, indices: Sequence[int] | None = None, *,
+                     workers: int = 0) -> dict[int, str]:
+    """Read and check every sample (or those of ``indices``) once; the bad ones' messages.
+
+    A sample is bad when its image or mask is unreadable or over the pixel limit, the mask's
+    size differs from the image's, or a label is neither a class nor the ignore label. This is
+    what ``--skip-bad`` runs up front, ``workers`` processes reading in parallel.
+    """
+    checked = _Checked(dataset, range(len(dataset)) if indices is None else indices)
+    loader = DataLoader(checked, batch_size=None, num_workers=workers)
+    return {index: message for index, message in loader if message is not None}
+
+
+def drop_samples(dataset: SegmentationDataset, bad: dict[int, str]) -> None:
+    """Remove the samples ``bad`` names from ``dataset``; refuse to leave it empty."""
+    if bad and len(bad) == len(dataset):
+        raise DataError(f"{dataset.samples[0][0].parent}: all {len(dataset)} samples are bad "
+                        f"(first: {bad[min(bad)]})")
+    dataset.samples = [s for i, s in enumerate(dataset.samples) if i not in bad]

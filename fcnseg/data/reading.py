@@ -34,11 +34,16 @@ def open_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
 
     The pixel limit is checked from the header, before any pixel is decoded, so a decompression
     bomb costs nothing. PIL's own warning is silenced in favour of this check; PIL still refuses
-    outright files beyond twice ``Image.MAX_IMAGE_PIXELS``, reported here the same way.
+    outright files beyond twice ``Image.MAX_IMAGE_PIXELS`` (raised to ``max_pixels`` for the
+    call when that is higher), reported here the same way.
     """
     if not path.is_file():
         raise DataError(f"{path}: file not found; restore it or remove it from the dataset")
+    saved = Image.MAX_IMAGE_PIXELS
     try:
+        if saved is not None and max_pixels > saved:
+            # A limit raised on purpose (--max-pixels) must not meet Pillow's own refusal.
+            Image.MAX_IMAGE_PIXELS = max_pixels
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             opened = Image.open(path)
@@ -49,6 +54,8 @@ def open_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
         ) from None
     except _DECODE_ERRORS:
         raise _unreadable(path) from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
     with opened as image:
         width, height = image.size
         if width * height > max_pixels:

@@ -1,0 +1,128 @@
+"""FCN on CamVid with an ImageNet-pretrained backbone, trained on the CPU (a benchmark, not a test).
+
+    python benchmarks/camvid.py [--root DIR] [--out RUN_DIR] [--model fcn8s] [--epochs N]
+    python benchmarks/camvid.py --ablation --epochs 8     # FCN-32s, 16s, 8s side by side
+
+A thin wrapper over ``benchmarks/camvid.yaml`` and ``fcnseg train``: it trains, keeps
+``RUN_DIR/best.safetensors`` (chosen by validation mean IU), evaluates it on the 101 validation
+images at their full 360×480 resolution, and writes ``benchmarks/results/camvid.json`` (or
+``camvid_ablation.json``) with the four metrics, per-class IU, wall time, machine, command and
+commit, and a figure of predictions under ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import fcnseg
+from fcnseg.config import TrainConfig
+from fcnseg.data import build_dataset
+from fcnseg.evaluate import evaluate
+from fcnseg.train import train
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def machine() -> dict[str, object]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+                .splitlines() if line.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "python": platform.python_version(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
+                         text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def run(model: str, args: argparse.Namespace, out: Path) -> dict[str, object]:
+    values = TrainConfig.read_yaml(HERE / "camvid.yaml")
+    values.update(root=str(args.root), out=str(out), model=model)
+    if args.epochs:
+        values["epochs"] = args.epochs
+    if args.resume:
+        values["resume"] = True
+    start = time.time()
+    result = train(TrainConfig.from_dict(values))
+    wall = time.time() - start
+    best = fcnseg.load(out / "best.safetensors")
+    dataset = build_dataset("camvid", args.root, "val")
+    scores = evaluate(best, dataset, batch_size=1)
+    return {"model": model, "epochs": values["epochs"], "best_epoch": result["best"]["epoch"],
+            "train_wall_s": round(wall, 1), "val": scores, "run_dir": str(out)}
+
+
+def figure(runs: dict[str, Path], root: Path, path: Path, n: int = 4) -> None:
+    """Image, ground truth and each model's prediction for ``n`` validation images."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    dataset = build_dataset("camvid", root, "val")
+    palette = np.array(list(dataset.palette) + [(0, 0, 0)] * (256 - len(dataset.palette)),
+                       dtype=np.uint8)
+    models = {name: fcnseg.load(p / "best.safetensors").eval() for name, p in runs.items()}
+    picks = np.linspace(0, len(dataset) - 1, n).round().astype(int)
+    cols = 2 + len(models)
+    fig = Figure(figsize=(3.2 * cols, 2.5 * n))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n, cols, squeeze=False)
+    for row, i in enumerate(picks):
+        image, mask = dataset[int(i)]
+        panels = [("image", image.permute(1, 2, 0).numpy()),
+                  ("ground truth", palette[mask.numpy().clip(0, 255)])]
+        for name, model in models.items():
+            with torch.inference_mode():
+                pred = model.predict(image[None])[0].numpy()
+            panels.append((name, palette[pred]))
+        for col, (title, picture) in enumerate(panels):
+            axes[row, col].imshow(picture)
+            axes[row, col].set_axis_off()
+            if row == 0:
+                axes[row, col].set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path,
+                        default=HERE.parents[1] / "shared" / "datasets" / "camvid")
+    parser.add_argument("--out", type=Path, default=Path("runs/camvid"))
+    parser.add_argument("--model", default="fcn8s", choices=["fcn32s", "fcn16s", "fcn8s"])
+    parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    parser.add_argument("--ablation", action="store_true",
+                        help="train FCN-32s, 16s and 8s with the same schedule")
+    parser.add_argument("--resume", action="store_true", help="continue interrupted runs")
+    args = parser.parse_args()
+    models = ["fcn32s", "fcn16s", "fcn8s"] if args.ablation else [args.model]
+    runs = {m: args.out / m if args.ablation else args.out for m in models}
+    records = [run(m, args, runs[m]) for m in models]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "camvid_ablation" if args.ablation else "camvid"
+    report = {"recipe": TrainConfig.read_yaml(HERE / "camvid.yaml"), "runs": records,
+              "machine": machine(), "commit": commit(),
+              "command": " ".join([Path(sys.executable).name, *sys.argv])}
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2, default=float))
+    figure(runs, args.root, RESULTS / f"{name}.png")
+    print(f"{'model':8} {'pixel acc':>9} {'mean acc':>9} {'mean IU':>8} {'fw IU':>7} {'wall':>8}")
+    for r in records:
+        s = r["val"]
+        print(f"{r['model']:8} {100 * s['pixel_acc']:9.2f} {100 * s['mean_acc']:9.2f} "
+              f"{100 * s['mean_iu']:8.2f} {100 * s['fw_iu']:7.2f} {r['train_wall_s']:7.0f}s")
+
+
+if __name__ == "__main__":
+    main()

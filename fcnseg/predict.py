@@ -1,0 +1,293 @@
+"""``fcnseg predict`` and :func:`fcnseg.predict`: class masks for images of any size and mode.
+
+For each input image the command writes, atomically:
+
+* ``NAME.png``: the class mask as a palette PNG, each pixel's value its class index, drawn in the
+  dataset's colours (the checkpoint's ``palette``, else :func:`default_palette`);
+* ``NAME_overlay.png``: the image with the class colours blended over it;
+* with ``--probabilities``: ``NAME_prob.npy`` (float16 C×H×W, written as a memory map, so even a
+  gigapixel image never needs its probabilities in memory) or ``NAME_prob.safetensors``.
+
+Inputs are files, directories (their images, recursively) and glob patterns; outputs keep the
+inputs' paths relative to their common folder, so equal names in different folders do not clash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from .checkpoint import atomic_write
+from .data.reading import MAX_PIXELS, open_image, to_rgb_tensor
+from .errors import DataError, FcnsegError
+from .inference import PRECISIONS, ImageLike, Predictor, as_image_tensor
+from .models import FCN
+
+__all__ = ["add_arguments", "default_palette", "predict", "run"]
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif",
+                            ".ppm", ".pgm"})
+# With tiling, memory no longer limits the image: allow up to this many pixels (3 GB as RGB).
+TILED_MAX_PIXELS = 1 << 30
+OVERLAY_ALPHA = 0.5
+BAND_ROWS = 1024  # rows blended at a time for the overlay
+
+
+def predict(model: FCN, image: ImageLike, **options: object) -> np.ndarray:
+    """The class mask of one image: H×W uint8 (int64 beyond 256 classes).
+
+    ``image`` is a PIL image, a uint8 H×W×3 array or a uint8 3×H×W tensor. ``options`` go to
+    :class:`~fcnseg.inference.Predictor` (``precision``, ``device``, ``tile``…). To segment many
+    images, make one :class:`~fcnseg.inference.Predictor` and call it: it is built once.
+    """
+    return Predictor(model, **options)(image).numpy()
+
+
+def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
+    """Distinct colours for models saved without a palette: PASCAL VOC's colour map, which
+    spreads the bits of the class index over the high bits of red, green and blue."""
+    colours = []
+    for index in range(num_classes):
+        rgb, c = [0, 0, 0], index
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                rgb[channel] |= ((c >> channel) & 1) << shift
+            c >>= 3
+        colours.append(tuple(rgb))
+    return colours
+
+
+def palette_of(meta: dict, num_classes: int) -> np.ndarray:
+    """The model's palette as a num_classes×3 uint8 array (its own or the default)."""
+    palette = meta.get("palette") or []
+    if len(palette) < num_classes:
+        palette = list(palette) + default_palette(num_classes)[len(palette):]
+    return np.asarray(palette[:num_classes], dtype=np.uint8).reshape(num_classes, 3)
+
+
+def mask_image(mask: np.ndarray, palette: np.ndarray) -> Image.Image:
+    """A palette PNG image of ``mask``: values are class indices, colours the palette's."""
+    if palette.shape[0] > 256:  # beyond a palette's reach: 16-bit class indices
+        return Image.fromarray(mask.astype(np.uint16))
+    image = Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), mode="P")
+    image.putpalette(palette.reshape(-1).tolist())
+    return image
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray) -> Image.Image:
+    """``image`` (H×W×3 uint8) with the class colours blended over it, band by band in place:
+    the image array becomes the overlay, so no second full-size copy is made here."""
+    weight = round(256 * OVERLAY_ALPHA)
+    colours = palette.astype(np.uint16) * weight
+    for top in range(0, image.shape[0], BAND_ROWS):
+        band = image[top:top + BAND_ROWS]
+        blended = band.astype(np.uint16) * (256 - weight) + colours[mask[top:top + BAND_ROWS]]
+        band[...] = (blended >> 8).astype(np.uint8)
+    return Image.fromarray(image)
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def expand_inputs(patterns: Sequence[str]) -> list[Path]:
+    """Image files named by ``patterns``: files, directories (recursively), globs."""
+    found: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*")
+                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.exists():
+            found.append(path)
+        elif glob.has_magic(pattern):
+            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
+            found += [p for p in matches if p.is_file()]
+        else:
+            raise DataError(f"{pattern}: no such file or directory; check the path")
+    if not found:
+        raise DataError(f"no images found in {' '.join(patterns)}; pass image files, folders "
+                        "of images or glob patterns")
+    return list(dict.fromkeys(found))
+
+
+def output_names(paths: Sequence[Path]) -> list[Path]:
+    """Each input's path relative to the inputs' common folder, without its suffix."""
+    resolved = [p.resolve() for p in paths]
+    root = Path(os.path.commonpath([p.parent for p in resolved]))
+    return [p.relative_to(root).with_suffix("") for p in resolved]
+
+
+def read_image(path: Path, *, tiled: bool, max_pixels: int | None = None) -> np.ndarray:
+    """``path`` as an H×W×3 uint8 array: EXIF orientation applied, any mode made RGB;
+    ``max_pixels`` (default: by ``tiled``) is the decompression-bomb guard."""
+    limit = max_pixels or (TILED_MAX_PIXELS if tiled else MAX_PIXELS)
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max(saved or 0, limit // 2)  # PIL's own refusal is at twice this
+    try:
+        image = open_image(path, max_pixels=limit)
+    except DataError as exc:
+        if tiled or max_pixels or "pixels" not in str(exc):
+            raise
+        raise DataError(f"{exc}; or segment it in tiles with --tile 1024") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    if image.mode.startswith("I") or image.mode == "P":  # 16-bit scans, palettes: the data rules
+        return to_rgb_tensor(image).permute(1, 2, 0).numpy()
+    return np.array(image if image.mode == "RGB" else image.convert("RGB"))
+
+
+# ---------------------------------------------------------------- writing
+
+
+class Writer:
+    """Writes the outputs of one image, each file atomically."""
+
+    def __init__(self, out: Path, palette: np.ndarray, probabilities: str | None) -> None:
+        self.out, self.palette, self.probabilities = out, palette, probabilities
+
+    def masks(self, name: Path, image: np.ndarray, mask: np.ndarray) -> None:
+        base = self.out / name
+        atomic_write(base.with_name(base.name + ".png"),
+                     lambda tmp: mask_image(mask, self.palette).save(tmp, format="PNG"))
+        atomic_write(base.with_name(base.name + "_overlay.png"),
+                     lambda tmp: overlay(image, mask, self.palette).save(tmp, format="PNG"))
+
+    def probability_file(self, name: Path) -> Path:
+        base = self.out / name
+        return base.with_name(f"{base.name}_prob.{self.probabilities}")
+
+
+def _segment(predictor: Predictor, image: np.ndarray, writer: Writer,
+             name: Path) -> np.ndarray:
+    """The mask of one image, writing its probabilities on the way if asked."""
+    if writer.probabilities is None:
+        return predictor(image).numpy()
+    path = writer.probability_file(name)
+    if writer.probabilities == "npy":
+        # The probabilities go straight into the file, tile by tile; then the mask is their
+        # argmax, read back band by band.
+        def write(tmp: Path) -> None:
+            shape = (predictor.num_classes, *image.shape[:2])
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+            predictor.probabilities(image, out=array)
+            array.flush()
+
+        atomic_write(path, write)
+        probs = np.load(path, mmap_mode="r")
+        return np.concatenate([probs[:, top:top + BAND_ROWS].argmax(0).astype(np.uint8)
+                               for top in range(0, probs.shape[1], BAND_ROWS)])
+    from safetensors.torch import save_file
+
+    probs = predictor.probabilities(image, dtype=torch.float16)
+    atomic_write(path, lambda tmp: save_file({"probabilities": probs}, str(tmp),
+                                             metadata={"classes": str(predictor.num_classes)}))
+    return probs.argmax(0).to(predictor.label_dtype).numpy()
+
+
+def _batches(paths: Sequence[Path], size: int, tiled: bool, skip_bad: bool,
+             bad: list[tuple[Path, str]],
+             max_pixels: int | None = None) -> Iterator[list[tuple[int, np.ndarray]]]:
+    """Images read ``size`` at a time (the predictor batches those of equal size)."""
+    batch: list[tuple[int, np.ndarray]] = []
+    for i, path in enumerate(paths):
+        try:
+            batch.append((i, read_image(path, tiled=tiled, max_pixels=max_pixels)))
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            bad.append((path, str(exc)))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``fcnseg predict``."""
+    parser.add_argument("checkpoint", type=Path, metavar="CKPT",
+                        help="model file (fcnseg save/train) or an .onnx file from fcnseg export")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image files, folders of images, or glob patterns ('data/*.jpg')")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="folder for the masks, overlays and probabilities")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="auto (default): bf16/fp16 where the hardware has it and it "
+                             "agrees with fp32 on ≥99.5%% of the pixels, else fp32")
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    parser.add_argument("--tile", type=int, metavar="PX",
+                        help="segment images larger than PX×PX in overlapping tiles (bounded "
+                             "memory, same result); needed for images beyond "
+                             f"{MAX_PIXELS:,} pixels")
+    parser.add_argument("--overlap", type=int, metavar="PX",
+                        help="pixels shared by neighbouring tiles (default: the model's "
+                             "receptive field, which keeps the result exact)")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="images of one size run together (default: 8)")
+    parser.add_argument("--probabilities", nargs="?", const="npy", choices=["npy", "safetensors"],
+                        help="also write class probabilities as float16 (default format: npy)")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip unreadable images and list them at the end, instead of "
+                             "stopping at the first")
+    parser.add_argument("--max-pixels", type=int, metavar="N",
+                        help="refuse images of more pixels than N, a decompression-bomb guard "
+                             f"(default: {MAX_PIXELS:,}, or {TILED_MAX_PIXELS:,} with --tile)")
+
+
+def _model(args: argparse.Namespace, device: torch.device) -> FCN | Path:
+    if args.checkpoint.suffix.lower() == ".onnx":
+        if args.backend != "onnxruntime":
+            raise FcnsegError(f"{args.checkpoint}: an ONNX file runs with --backend "
+                              "onnxruntime; or pass the .safetensors model")
+        return args.checkpoint
+    from .resume import load_model
+
+    return load_model(args.checkpoint, map_location=str(device)).eval()
+
+
+def run(args: argparse.Namespace) -> int:
+    """``fcnseg predict``: segment the inputs, write masks, overlays (and probabilities)."""
+    from .evaluate import resolve_device
+
+    device = resolve_device(args.device)
+    paths = expand_inputs(args.inputs)
+    predictor = Predictor(_model(args, device), device=device, precision=args.precision,
+                          backend=args.backend, tile=args.tile, overlap=args.overlap,
+                          batch_size=args.batch_size)
+    writer = Writer(args.out, palette_of(predictor.meta, predictor.num_classes),
+                    args.probabilities)
+    names = output_names(paths)
+    bad: list[tuple[Path, str]] = []
+    tiled = args.tile is not None
+    with tqdm(total=len(paths), unit="image", desc="predict", file=sys.stderr) as bar:
+        for batch in _batches(paths, args.batch_size, tiled, args.skip_bad, bad,
+                              args.max_pixels):
+            if args.probabilities is None:
+                masks = [m.numpy() for m in predictor([as_image_tensor(im) for _, im in batch])]
+            else:
+                masks = [_segment(predictor, im, writer, names[i]) for i, im in batch]
+            for (i, image), mask in zip(batch, masks, strict=True):
+                writer.masks(names[i], image, mask)
+            bar.update(batch[-1][0] + 1 - bar.n)  # counting the bad files before it
+        bar.update(len(paths) - bar.n)
+    done = len(paths) - len(bad)
+    print(f"wrote {done} mask{'s' * (done != 1)} and overlays to {args.out} "
+          f"(precision {predictor.precision})")
+    if bad:
+        print(f"skipped {len(bad)} unreadable image{'s' * (len(bad) != 1)}:", file=sys.stderr)
+        for _, message in bad:
+            print(f"  {message}", file=sys.stderr)
+    return 0

@@ -1,0 +1,155 @@
+"""Predictor: same answer as the model's forward, fast paths, tiling, bounded memory."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fcnseg
+from fcnseg import inference
+from fcnseg.inference import Predictor, cpu_has_bf16, output_field, tile_windows
+
+
+def _scored(model: fcnseg.FCN, std: float = 0.05) -> fcnseg.FCN:
+    """Score layers start at zero (§4.2), which makes every pixel class 0; give them weights."""
+    torch.manual_seed(1)
+    for name, p in model.named_parameters():
+        if name.startswith("score"):
+            torch.nn.init.normal_(p, std=std)
+    return model.eval()
+
+
+def _reference(model: fcnseg.FCN, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(model.normalization(images))
+
+
+def _built(build, **kwargs) -> fcnseg.FCN:
+    torch.manual_seed(0)  # the backbone's random initialisation too: results depend on it
+    return _scored(build(num_classes=3, **kwargs))
+
+
+@pytest.fixture(scope="module")
+def lite() -> fcnseg.FCN:
+    return _built(fcnseg.fcn8s, backbone="efficientnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(0, 256, (2, 3, 45, 70), dtype=torch.uint8, generator=g)
+
+
+def test_fp32_equals_forward_argmax(lite, images):
+    predictor = Predictor(lite, precision="fp32")
+    labels = predictor(images)
+    assert labels.dtype == torch.uint8 and labels.shape == (2, 45, 70)
+    assert torch.equal(labels.long(), _reference(lite, images).argmax(1))
+
+
+def test_inputs_of_every_kind_and_size(lite, images):
+    predictor = Predictor(lite, precision="fp32", batch_size=2)
+    odd = images[0, :, :31, :50].contiguous()
+    array = images[1].permute(1, 2, 0).numpy().copy()
+    out = predictor([odd, Image.fromarray(array), array, images[0]])
+    assert [tuple(o.shape) for o in out] == [(31, 50), (45, 70), (45, 70), (45, 70)]
+    assert torch.equal(out[0].long(), _reference(lite, odd[None]).argmax(1)[0])
+    assert torch.equal(out[1], out[2]) and torch.equal(out[3], predictor(images[0]))
+    grey = predictor(array[..., 0])
+    assert torch.equal(grey, predictor(np.repeat(array[..., :1], 3, axis=2)))
+    assert isinstance(fcnseg.predict(lite, array, precision="fp32"), np.ndarray)
+
+
+def test_probabilities_are_the_softmax(lite, images):
+    probs = Predictor(lite, precision="fp32").probabilities(images)
+    expected = _reference(lite, images).softmax(1)
+    assert probs.shape == expected.shape
+    assert torch.allclose(probs, expected, atol=1e-5)
+
+
+def test_caffe_geometry_crops(vgg_models):
+    model = _scored(copy.deepcopy(vgg_models["fcn8s", "caffe"]), std=0.01)
+    image = torch.randint(0, 256, (1, 3, 37, 52), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(2))
+    labels = Predictor(model, precision="fp32")(image)
+    assert torch.equal(labels.long(), _reference(model, image).argmax(1))
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="no bf16 instructions on this CPU")
+def test_bf16_agrees_with_fp32(images):
+    # ResNet-18: an untrained Lite0 (batch-norm statistics at their defaults) scores every
+    # pixel with near-ties, where any rounding flips classes; 98–99.5% by seed.
+    model = _built(fcnseg.fcn8s, backbone="timm:resnet18")
+    predictor = Predictor(model, precision="bf16")
+    agreement = (predictor(images).long() == _reference(model, images).argmax(1)).float().mean()
+    assert agreement >= 0.99
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="no bf16 instructions on this CPU")
+def test_auto_keeps_bf16_only_if_it_agrees(lite, images, monkeypatch):
+    monkeypatch.setattr(inference, "AGREEMENT", 0.0)
+    assert Predictor(lite).calibrate(images[0]) == "bf16"
+    monkeypatch.setattr(inference, "AGREEMENT", 1.01)
+    predictor = Predictor(lite)
+    with pytest.warns(UserWarning, match="using fp32"):
+        predictor(images)  # calibrates on the first image it sees
+    assert predictor.precision == "fp32" and predictor.agreement is not None
+
+
+def test_auto_is_fp32_without_bf16(lite, monkeypatch):
+    monkeypatch.setattr(inference, "cpu_has_bf16", lambda: False)
+    assert Predictor(lite).precision == "fp32"
+
+
+def test_tile_windows_partition_the_image():
+    for length in (1, 100, 544, 545, 1000, 2049):
+        windows = tile_windows(length, tile=544, overlap=200)
+        kept = [i for w in windows for i in range(w.keep_start, w.keep_stop)]
+        assert kept == list(range(length))
+        for w in windows:
+            assert w.start % 32 == 0 and w.stop - w.start <= 544
+            assert w.start <= w.keep_start and w.keep_stop <= w.stop
+            # every kept pixel has half the overlap of real context or the image border
+            assert w.keep_start - w.start >= 100 or w.start == 0
+            assert w.stop - w.keep_stop >= 100 or w.stop == length
+    with pytest.raises(ValueError, match="tile"):
+        tile_windows(1000, tile=256, overlap=240)
+
+
+def test_tiled_equals_whole_with_bounded_tiles():
+    model = _built(fcnseg.fcn32s, backbone="timm:resnet18")
+    seen: list[tuple[int, ...]] = []
+    # A hook on the model travels with the predictor's copy: it sees every input the net gets.
+    model.backbone.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape))
+    g = torch.Generator().manual_seed(3)
+    image = torch.randint(0, 256, (3, 600, 610), dtype=torch.uint8, generator=g)
+    image = torch.nn.functional.avg_pool2d(image[None].float(), 5, 1, 2)[0].to(torch.uint8)
+    whole = Predictor(model, precision="fp32")(image)
+    seen.clear()
+    tiled = Predictor(model, precision="fp32", tile=544)
+    assert tiled.overlap == int(np.ceil(output_field(model)))  # from the receptive field
+    out = np.zeros((600, 610), dtype=np.uint8)
+    tiled(image, out=out)
+    assert (torch.from_numpy(out) == whole).float().mean() >= 0.999
+    assert len(seen) > 1 and max(max(s[-2:]) for s in seen) <= 544
+
+
+def test_unbounded_field_warns(lite, monkeypatch):
+    monkeypatch.setattr(inference, "output_field", lambda model: float("inf"))
+    with pytest.warns(UserWarning, match="unbounded"):
+        assert Predictor(lite, tile=256).overlap == 128
+
+
+def test_batchnorm_folding_keeps_the_features():
+    model = fcnseg.fcn32s(num_classes=3, backbone="timm:resnet18").eval()
+    folded = copy.deepcopy(model)
+    assert inference.fold_batchnorm(folded.backbone) > 0
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = model.backbone(x), folded.backbone(x)
+    assert all(torch.allclose(a[s], b[s], atol=1e-4, rtol=1e-4) for s in a)

@@ -1,0 +1,99 @@
+"""``fcnseg predict`` end to end: folders, modes, palette PNGs, overlays, bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fcnseg
+from fcnseg.cli import main
+from fcnseg.predict import default_palette
+
+PALETTE = [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = fcnseg.fcn8s(num_classes=3, backbone="efficientnet_lite0")
+    for name, p in model.named_parameters():
+        if name.startswith("score"):
+            torch.nn.init.normal_(p, std=0.05)
+    path = tmp_path_factory.mktemp("model") / "model.safetensors"
+    fcnseg.save(model, path, classes=["a", "b", "c"], palette=PALETTE)
+    return path
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    rng = np.random.default_rng(0)
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)).save(images / "a.png")
+    Image.fromarray(rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)).save(images / "b.jpg")
+    Image.fromarray(rng.integers(0, 256, (33, 21), dtype=np.uint8)).save(images / "grey.png")
+    Image.fromarray(rng.integers(0, 256, (30, 45, 4), dtype=np.uint8), "RGBA").save(
+        images / "rgba.png")
+    return images
+
+
+def _run(*argv) -> int:
+    return main(["predict", *map(str, argv)])
+
+
+def test_writes_palette_masks_and_overlays(checkpoint, folder, tmp_path):
+    out = tmp_path / "out"
+    assert _run(checkpoint, folder, "--out", out, "--precision", "fp32") == 0
+    sizes = {"a": (52, 40), "b": (52, 40), "grey": (21, 33), "rgba": (45, 30)}
+    for name, size in sizes.items():
+        mask = Image.open(out / f"{name}.png")
+        assert mask.mode == "P" and mask.size == size
+        assert mask.getpalette()[:9] == sum(PALETTE, [])
+        assert np.array(mask).max() < 3
+        overlay = Image.open(out / f"{name}_overlay.png")
+        assert overlay.mode == "RGB" and overlay.size == size
+    # the mask is the model's own answer
+    model = fcnseg.load(checkpoint).eval()
+    image = torch.from_numpy(np.array(Image.open(folder / "a.png"))).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        expected = model(model.normalization(image)).argmax(1)[0].numpy()
+    assert (np.array(Image.open(out / "a.png")) == expected).all()
+
+
+def test_probabilities_and_globs(checkpoint, folder, tmp_path):
+    out = tmp_path / "out"
+    assert _run(checkpoint, folder / "*.png", "--out", out, "--probabilities") == 0
+    probs = np.load(out / "a_prob.npy")
+    assert probs.dtype == np.float16 and probs.shape == (3, 40, 52)
+    assert np.allclose(probs.astype(np.float32).sum(0), 1, atol=1e-2)
+    assert not (out / "b.png").exists()  # b.jpg is not matched by *.png
+
+
+def test_bad_image_is_one_line_and_exit_2(checkpoint, folder, tmp_path, capsys):
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    assert _run(checkpoint, folder, "--out", tmp_path / "out", "--precision", "fp32") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "broken.png" in err and "Traceback" not in err
+
+
+def test_skip_bad_lists_and_goes_on(checkpoint, folder, tmp_path, capsys):
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    out = tmp_path / "out"
+    assert _run(checkpoint, folder, "--out", out, "--precision", "fp32", "--skip-bad") == 0
+    assert "broken.png" in capsys.readouterr().err
+    assert {p.name for p in out.glob("*.png") if "_overlay" not in p.name} == {
+        "a.png", "b.png", "grey.png", "rgba.png"}
+    assert not list(out.glob(".*"))  # no temporary files left behind
+
+
+def test_missing_input_is_an_error(checkpoint, tmp_path, capsys):
+    assert _run(checkpoint, tmp_path / "nothing.png", "--out", tmp_path / "out") == 2
+    assert "nothing.png" in capsys.readouterr().err
+
+
+def test_default_palette_is_distinct():
+    colours = default_palette(256)
+    assert colours[0] == (0, 0, 0) and colours[1] == (128, 0, 0)
+    assert len(set(colours)) == 256

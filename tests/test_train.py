@@ -1,0 +1,319 @@
+"""Training (§3.4, §4.3): the loss as defined, the optimiser recipes, staged initialisation,
+exact resumption and a clear stop on divergence. Tiny data and timm's test ResNet throughout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+import fcnseg
+from fcnseg.config import TrainConfig
+from fcnseg.data import make_synthetic
+from fcnseg.errors import CheckpointError, FcnsegError
+from fcnseg.models import build_fcn
+from fcnseg.optim import SegmentationLoss, build_optimizer, lr_factor, param_groups
+from fcnseg.resume import load_model, read_state
+from fcnseg.train import EpochSampler, Trainer, init_from
+from fcnseg.train import train as run_training
+
+BACKBONE = "timm:test_resnet"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_synthetic(tmp_path_factory.mktemp("data"), n_train=6, n_val=2, sizes=(40, 48))
+
+
+def config(data: Path, out: Path, **changes) -> TrainConfig:
+    settings = dict(dataset="synthetic", root=str(data), backbone=BACKBONE, model="fcn8s",
+                    epochs=1, batch_size=2, crop=(32, 32), workers=0, device="cpu",
+                    out=str(out), seed=1)
+    return TrainConfig(**{**settings, **changes})
+
+
+@pytest.fixture(autouse=True)
+def keep_global_state():
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    with torch.random.fork_rng(devices=[]):
+        yield
+    torch.use_deterministic_algorithms(deterministic)
+
+
+# ---------------------------------------------------------------- the loss
+
+
+def _logits_and_target(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, 3, 5, 6, generator=g)
+    target = torch.randint(0, 3, (2, 5, 6), generator=g)
+    target[0, 0, :3] = 255
+    return logits, target
+
+
+def test_mean_and_sum_are_pytorch_cross_entropy_with_ignore() -> None:
+    logits, target = _logits_and_target()
+    w = torch.tensor([0.5, 2.0, 1.0])
+    for weight in (None, w):
+        mean = SegmentationLoss(ignore_index=255, reduction="mean", weight=weight)
+        total = SegmentationLoss(ignore_index=255, reduction="sum", weight=weight)
+        torch.testing.assert_close(mean(logits, target), F.cross_entropy(
+            logits, target, weight=weight, ignore_index=255))
+        torch.testing.assert_close(total(logits, target), F.cross_entropy(
+            logits, target, weight=weight, ignore_index=255, reduction="sum"))
+
+
+def test_class_weights_scale_each_pixel_and_normalise_the_mean() -> None:
+    logits, target = _logits_and_target()
+    weight = torch.tensor([0.5, 2.0, 1.0])
+    per_pixel = F.cross_entropy(logits, target, ignore_index=255, reduction="none")
+    counted = target != 255
+    w = weight[torch.where(counted, target, 0)] * counted
+    loss = SegmentationLoss(ignore_index=255, reduction="mean", weight=weight)
+    assert loss(logits, target).item() == pytest.approx(
+        float((w * per_pixel).sum() / w.sum()), rel=1e-6)
+
+
+def test_loss_sampling_keeps_the_drawn_pixels_and_stays_on_scale() -> None:
+    # §3.4: each pixel's term kept with probability p. The sum is divided by p (unbiased for
+    # the whole-image sum); the mean runs over the kept pixels.
+    logits, target = _logits_and_target()
+    p = 0.5
+    per_pixel = F.cross_entropy(logits, target, ignore_index=255, reduction="none")
+    kept = (torch.rand(target.shape, generator=torch.Generator().manual_seed(7)) < p)
+    kept &= target != 255
+    for reduction, expected in (("sum", per_pixel[kept].sum() / p),
+                                ("mean", per_pixel[kept].mean())):
+        loss = SegmentationLoss(ignore_index=255, reduction=reduction, sampling=p)
+        value = loss(logits, target, torch.Generator().manual_seed(7))
+        assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+    # Unbiased: over many draws the sampled sum averages to the full sum.
+    loss = SegmentationLoss(ignore_index=255, reduction="sum", sampling=p)
+    draws = [loss(logits, target, torch.Generator().manual_seed(s)).item() for s in range(400)]
+    full = per_pixel[target != 255].sum().item()
+    assert np.mean(draws) == pytest.approx(full, rel=0.05)
+
+
+def test_an_all_ignored_batch_has_zero_loss_and_gradient() -> None:
+    logits = torch.randn(1, 3, 4, 4, requires_grad=True)
+    target = torch.full((1, 4, 4), 255)
+    loss = SegmentationLoss(ignore_index=255, reduction="mean")(logits, target)
+    loss.backward()
+    assert loss.item() == 0 and logits.grad.abs().sum() == 0
+
+
+# ---------------------------------------------------------------- optimiser and schedule
+
+
+def test_paper_recipe_groups_biases_at_twice_the_rate_without_decay() -> None:
+    model = build_fcn("fcn8s", num_classes=3, backbone=BACKBONE)
+    cfg = TrainConfig(dataset="x", root="y", recipe="paper").resolved()
+    assert (cfg.optimizer, cfg.momentum, cfg.lr, cfg.weight_decay, cfg.batch_size) == (
+        "sgd", 0.99, 1e-10, 5e-4, 1)
+    assert TrainConfig(dataset="x", root="y", recipe="paper", reduction="mean").resolved().lr \
+        == 1e-4
+    groups = {g["name"]: g for g in param_groups(model, cfg)}
+    assert groups["head.bias"]["lr"] == 2 * cfg.lr and groups["head.bias"]["weight_decay"] == 0
+    assert groups["head.weight"]["lr"] == cfg.lr
+    assert groups["head.weight"]["weight_decay"] == 5e-4
+    assert groups["backbone.norm"]["weight_decay"] == 0
+    optimizer = build_optimizer(model, cfg)
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.99
+    # Every trainable parameter is in exactly one group.
+    ids = [id(p) for g in optimizer.param_groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())
+
+
+def test_modern_recipe_slows_a_pretrained_backbone() -> None:
+    model = build_fcn("fcn32s", num_classes=3, backbone=BACKBONE)
+    cfg = TrainConfig(dataset="x", root="y", pretrained_backbone=True).resolved()
+    groups = {g["name"]: g for g in param_groups(model, cfg)}
+    assert groups["backbone.weight"]["lr"] == pytest.approx(0.1 * groups["head.weight"]["lr"])
+    assert isinstance(build_optimizer(model, cfg), torch.optim.AdamW)
+    scratch = TrainConfig(dataset="x", root="y").resolved()
+    assert scratch.backbone_lr_mult == 1.0
+
+
+def test_poly_schedule_with_warmup() -> None:
+    cfg = TrainConfig(dataset="x", root="y", warmup_steps=4).resolved()
+    factor = lr_factor(cfg, total_steps=100)
+    assert factor(0) == pytest.approx(0.25 * (1.0) ** 0.9)
+    assert factor(3) == pytest.approx(1.0 * (1 - 3 / 100) ** 0.9)
+    assert factor(50) == pytest.approx(0.5 ** 0.9)
+    assert factor(100) == 0.0
+    paper = lr_factor(TrainConfig(dataset="x", root="y", recipe="paper").resolved(), 100)
+    assert {paper(s) for s in (0, 50, 99)} == {1.0}
+
+
+# ---------------------------------------------------------------- training runs
+
+
+def _loss_on(model: fcnseg.FCN, dataset) -> float:
+    loss = SegmentationLoss(ignore_index=255)
+    with torch.no_grad():
+        return float(np.mean([loss(model(model.normalization(image[None])), mask[None]).item()
+                              for image, mask in dataset]))
+
+
+def test_a_few_steps_reduce_the_loss_and_write_the_run(data, tmp_path) -> None:
+    from fcnseg.data import build_dataset
+
+    run = tmp_path / "run"
+    result = run_training(config(data, run, model="fcn32s", epochs=5, lr=1e-2,
+                                 scale=(1.0, 1.0)))
+    assert result["steps"] == 15  # 6 images in batches of 2, 5 epochs
+    # The score layer starts at zero (§4.2): the untrained loss is exactly ln 6 everywhere.
+    images = build_dataset("synthetic", data, "train")
+    trained = load_model(run / "last.safetensors").eval()
+    untrained = build_fcn("fcn32s", num_classes=6, backbone=BACKBONE).eval()
+    assert _loss_on(untrained, images) == pytest.approx(np.log(6), rel=1e-5)
+    assert _loss_on(trained, images) < 0.75 * np.log(6)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records == result["history"] and [r["epoch"] for r in records] == [1, 2, 3, 4, 5]
+    assert set(records[0]) >= {"epoch", "step", "train_loss", "lr", "pixel_acc", "mean_acc",
+                               "mean_iu", "fw_iu", "time"}
+    best = max(records, key=lambda r: r["mean_iu"])
+    assert result["best"]["epoch"] == best["epoch"]
+    model = fcnseg.load(run / "best.safetensors")
+    assert model.meta["classes"][0] == "background" and model.meta["ignore_index"] == 255
+    assert model.meta["scores"]["mean_iu"] == best["mean_iu"]
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["batch_size"] == 2 and saved["optimizer"] == "adamw"
+    assert read_state(run / "last.safetensors").info["step"] == 15
+
+
+def test_freeze_backbone_trains_only_the_new_layers(data, tmp_path) -> None:
+    torch.manual_seed(1)
+    before = build_fcn("fcn8s", num_classes=6, backbone=BACKBONE).backbone.state_dict()
+    run = tmp_path / "run"
+    run_training(config(data, run, freeze_backbone=True, lr=1e-2))
+    after = fcnseg.load(run / "best.safetensors")
+    for name, tensor in after.backbone.state_dict().items():
+        assert torch.equal(tensor, before[name]), name  # weights and batch-norm statistics
+    assert after.score_fr.weight.abs().sum() > 0
+
+
+def test_init_from_loads_matching_tensors_and_keeps_new_scores_at_zero(tmp_path) -> None:
+    torch.manual_seed(0)
+    coarse = build_fcn("fcn32s", num_classes=4, backbone=BACKBONE)
+    for p in coarse.parameters():
+        p.data.normal_()
+    fcnseg.save(coarse, tmp_path / "coarse.safetensors")
+    fine = build_fcn("fcn8s", num_classes=4, backbone=BACKBONE)
+    upscore2 = fine.upscore2.weight.clone()
+    loaded = init_from(fine, tmp_path / "coarse.safetensors")
+    assert loaded == len(coarse.backbone.state_dict()) + 2  # backbone and score_fr
+    for name, tensor in coarse.backbone.state_dict().items():
+        assert torch.equal(fine.backbone.state_dict()[name], tensor)
+    assert torch.equal(fine.score_fr.weight, coarse.score_fr.weight)
+    # §4.2: the new skips add nothing at first; the 2× upsampling is still bilinear.
+    assert fine.score_pool4.weight.abs().sum() == 0 and fine.score_pool3.weight.abs().sum() == 0
+    assert torch.equal(fine.upscore2.weight, upscore2)
+
+
+@pytest.mark.filterwarnings("ignore:receptive field")  # test_efficientnet's squeeze-excite
+def test_init_from_refuses_another_class_count_or_backbone(tmp_path) -> None:
+    path = tmp_path / "m.safetensors"
+    fcnseg.save(build_fcn("fcn32s", num_classes=4, backbone=BACKBONE), path)
+    with pytest.raises(CheckpointError, match=r"classes 4 but this model has 5"):
+        init_from(build_fcn("fcn8s", num_classes=5, backbone=BACKBONE), path)
+    with pytest.raises(CheckpointError, match="backbone"):
+        init_from(build_fcn("fcn8s", num_classes=4, backbone="timm:test_efficientnet"), path)
+
+
+def test_epoch_sampler_skips_exactly_the_samples_seen() -> None:
+    data = list(range(10))
+    whole = EpochSampler(data, world=1, rank=0, seed=3)
+    whole.set_epoch(2)
+    order = list(whole)
+    assert sorted(i for _, i in order) == data and {e for e, _ in order} == {2}
+    resumed = EpochSampler(data, world=1, rank=0, seed=3)
+    resumed.set_epoch(2)
+    resumed.skip = 4
+    assert list(resumed) == order[4:] and len(resumed) == 6
+    shards = [list(EpochSampler(data, world=2, rank=r, seed=3)) for r in (0, 1)]
+    assert sorted(i for shard in shards for _, i in shard) == data
+
+
+def test_resume_gives_the_weights_of_the_uninterrupted_run(data, tmp_path, monkeypatch) -> None:
+    # 3 batches an epoch, 2 batches a step: 2 steps an epoch, the second of one batch only;
+    # half the pixels' losses sampled.
+    settings = dict(epochs=2, accumulate=2, loss_sampling=0.5, checkpoint_every=1,
+                    deterministic=True, lr=1e-2)
+    whole = tmp_path / "whole"
+    run_training(config(data, whole, **settings))
+
+    cut = tmp_path / "cut"
+    real = Trainer.checkpoint
+
+    def killed_after_step_3(self) -> None:
+        real(self)
+        if self.step == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "checkpoint", killed_after_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config(data, cut, **settings))
+    monkeypatch.setattr(Trainer, "checkpoint", real)
+    state = read_state(cut / "last.safetensors")
+    assert (state.info["epoch"], state.info["step_in_epoch"], state.info["step"]) == (1, 1, 3)
+
+    run_training(config(data, cut, resume=True, **settings))
+    a, b = read_state(whole / "last.safetensors"), read_state(cut / "last.safetensors")
+    assert a.info["step"] == b.info["step"] == 4
+    for name, tensor in a.model.items():
+        assert torch.equal(b.model[name], tensor), name
+    for index, entry in a.optimizer["state"].items():
+        for key, value in entry.items():
+            assert torch.equal(torch.as_tensor(b.optimizer["state"][index][key]),
+                               torch.as_tensor(value)), (index, key)
+    strip = [{k: v for k, v in h.items() if k != "time"} for h in a.info["history"]]
+    assert [{k: v for k, v in h.items() if k != "time"} for h in b.info["history"]] == strip
+
+
+def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(
+        data, tmp_path, monkeypatch) -> None:
+    calls = {"n": 0}
+    real = SegmentationLoss.forward
+
+    def nan_on_third_batch(self, logits, target, generator=None):
+        calls["n"] += 1
+        loss = real(self, logits, target, generator)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(SegmentationLoss, "forward", nan_on_third_batch)
+    run = tmp_path / "run"
+    with pytest.raises(FcnsegError) as caught:
+        run_training(config(data, run, checkpoint_every=1))
+    message = str(caught.value)
+    assert message.startswith("step 3: the loss is nan; training stopped")
+    assert f"{run / 'last.safetensors'} (step 2), is kept" in message
+    assert "\n" not in message
+    kept = read_state(run / "last.safetensors")
+    assert kept.info["step"] == 2
+    assert all(t.isfinite().all() for t in kept.model.values() if t.is_floating_point())
+
+
+def test_bad_settings_are_one_line_errors(data, tmp_path) -> None:
+    with pytest.raises(FcnsegError, match="loss_sampling"):
+        run_training(config(data, tmp_path, loss_sampling=0.0))
+    with pytest.raises(FcnsegError, match="3 given but the dataset has 6 classes"):
+        run_training(config(data, tmp_path, class_weights="1,2,3"))
+    with pytest.raises(FcnsegError, match="nothing to resume"):
+        run_training(config(data, tmp_path / "new", resume=True))
+
+
+def test_median_frequency_weights_reach_the_loss(data, tmp_path) -> None:
+    cfg = config(data, tmp_path, class_weights="median-frequency").resolved()
+    from fcnseg.data import build_dataset, median_frequency_weights
+    from fcnseg.train import Processes
+
+    trainer = Trainer(cfg, Processes("cpu"))
+    expected = median_frequency_weights(build_dataset("synthetic", data, "train"))
+    assert torch.equal(trainer.loss.weight, expected) and expected.unique().numel() > 1
