@@ -20,7 +20,7 @@ from .backbones import Normalization
 from .errors import CheckpointError
 from .models import FCN, build_fcn
 
-__all__ = ["atomic_write", "load", "read_metadata", "save"]
+__all__ = ["atomic_write", "load", "read_metadata", "rebuild", "save"]
 
 _KEY = "fcnseg"
 
@@ -88,11 +88,14 @@ def read_metadata(path: str | Path) -> dict:
 
 def load(path: str | Path, *, map_location: str = "cpu") -> FCN:
     """Rebuild the FCN saved at ``path`` by :func:`save`, weights and metadata."""
-    meta = read_metadata(path)
+    return rebuild(read_metadata(path), load_file(str(path)), path).to(map_location)
+
+
+def rebuild(meta: dict, state: dict, path: str | Path) -> FCN:
+    """The FCN that ``meta`` (as :func:`save` writes it) describes, with ``state`` loaded."""
     model = build_fcn(meta["variant"], num_classes=meta["num_classes"],
                       backbone=meta["backbone"], geometry=meta["geometry"],
                       at_once=meta.get("at_once", False))
-    state = load_file(str(path), device=map_location)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -101,4 +104,4 @@ def load(path: str | Path, *, map_location: str = "cpu") -> FCN:
                               f"({first})") from None
     model.normalization = Normalization.from_dict(meta["normalization"])
     model.meta = {k: v for k, v in meta.items() if k != "normalization"}
-    return model.to(map_location)
+    return model

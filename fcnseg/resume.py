@@ -26,10 +26,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .backbones import Normalization
-from .checkpoint import atomic_write, read_metadata
+from .checkpoint import atomic_write, read_metadata, rebuild
 from .errors import CheckpointError
-from .models import FCN, build_fcn
+from .models import FCN
 
 __all__ = ["TrainingState", "load_model", "read_state", "read_weights", "rng_state",
            "set_rng_state", "write_state"]
@@ -125,17 +124,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
 def load_model(path: str | Path, *, map_location: str = "cpu") -> FCN:
     """Rebuild the FCN of a model file (:func:`fcnseg.save`) or a training checkpoint."""
     meta, state = read_weights(path)
-    model = build_fcn(meta["variant"], num_classes=meta["num_classes"], backbone=meta["backbone"],
-                      geometry=meta["geometry"], at_once=meta.get("at_once", False))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
-        raise CheckpointError(f"{path}: weights do not fit the model its metadata describes "
-                              f"({first})") from None
-    model.normalization = Normalization.from_dict(meta["normalization"])
-    model.meta = {k: v for k, v in meta.items() if k != "normalization"}
-    return model.to(map_location)
+    return rebuild(meta, state, path).to(map_location)
 
 
 # ---------------------------------------------------------------- random number generators
