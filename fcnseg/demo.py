@@ -1,8 +1,10 @@
 """The embedded demo: the skip architecture's gain (paper §4.2, Table 2, Figure 4), on a CPU.
 
 ``fcnseg demo`` generates the synthetic shapes set, trains FCN-32s, then grows FCN-8s from it
-as the paper stages its nets (§4.2: the coarser net's weights, new score layers at zero),
-evaluates both at full resolution, and writes ``report.md`` and ``report.html`` with figures.
+as the paper stages its nets (§4.2: the coarser net's weights, new score layers at zero). So
+that the comparison is of architectures and not of training time, FCN-32s is also trained on
+from the same point for as long. It evaluates the nets at full resolution and writes
+``report.md`` and ``report.html`` with figures, and ``scores.json``.
 
 Figure 4 of the paper shows that the fused, finer nets recover fine structure and sharper
 boundaries. The demo measures that directly: besides the four metrics over all pixels, it

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -345,7 +345,7 @@ class Predictor:
             self._onnx = None
             self.num_classes, self.meta = model.num_classes, dict(model.meta)
             self._model = model
-            self._nets: dict[str, tuple[nn.Module, Callable]] = {}
+            self._nets: dict[str, tuple[nn.Module, Upsampling | None]] = {}
             first = default_precision(self.device) if precision == "auto" else precision
             if first != "fp32" and precision != "auto":
                 self._check_supported(first)
