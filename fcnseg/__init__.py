@@ -7,28 +7,22 @@ Each part of the paper has its module: :mod:`~fcnseg.geometry` (§3.1 receptive 
 """
 
 from .checkpoint import load, save
+from .config import TrainConfig
 from .convolutionalization import convolutionalize
+from .evaluate import evaluate
 from .geometry import Field, receptive_field
+from .inference import Predictor
 from .models import FCN, Normalization, fcn8s, fcn16s, fcn32s
+from .predict import predict
 from .reference import load_reference
 from .shift_stitch import shift_and_stitch
+from .train import train
 
+# ``predict``, ``train`` and ``evaluate`` name the functions; their modules stay importable
+# (``from fcnseg.train import init_from``).
 __all__ = [
-    "FCN", "Field", "Normalization", "convolutionalize", "fcn8s", "fcn16s", "fcn32s", "load",
-    "load_reference", "receptive_field", "save", "shift_and_stitch",
+    "FCN", "Field", "Normalization", "Predictor", "TrainConfig", "convolutionalize", "evaluate",
+    "fcn8s", "fcn16s", "fcn32s", "load", "load_reference", "predict", "receptive_field", "save",
+    "shift_and_stitch", "train",
 ]
 __version__ = "0.1.0"
-
-# Inference (§3, whole-image inference in one pass): fast, tiled, any image size.
-from .inference import Predictor  # noqa: E402
-from .predict import predict  # noqa: E402  (the function; the module stays fcnseg.predict)
-
-__all__ += ["Predictor", "predict"]
-
-# Training (§3.4, §4.3) and evaluation (§5). As with predict, the names are the functions; the
-# modules stay importable as fcnseg.train and fcnseg.evaluate.
-from .config import TrainConfig  # noqa: E402
-from .evaluate import evaluate  # noqa: E402
-from .train import train  # noqa: E402
-
-__all__ += ["TrainConfig", "evaluate", "train"]
