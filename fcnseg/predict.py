@@ -3,7 +3,7 @@
 For each input image the command writes, atomically:
 
 * ``NAME.png``: the class mask as a palette PNG, each pixel's value its class index, drawn in the
-  dataset's colours (the checkpoint's ``palette``, else :func:`default_palette`);
+  dataset's colours (the checkpoint's ``palette``, else :func:`~fcnseg.data.datasets.voc_palette`);
 * ``NAME_overlay.png``: the image with the class colours blended over it;
 * with ``--probabilities``: ``NAME_prob.npy`` (float16 C×H×W, written as a memory map, so even a
   gigapixel image never needs its probabilities in memory) or ``NAME_prob.safetensors``.
@@ -27,12 +27,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from .checkpoint import atomic_write
+from .data.datasets import voc_palette
 from .data.reading import MAX_PIXELS, open_image, to_rgb_tensor
 from .errors import DataError, FcnsegError
 from .inference import PRECISIONS, ImageLike, Predictor, as_image_tensor
 from .models import FCN
 
-__all__ = ["add_arguments", "default_palette", "predict", "run"]
+__all__ = ["add_arguments", "predict", "run"]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif",
                             ".ppm", ".pgm"})
@@ -52,25 +53,11 @@ def predict(model: FCN, image: ImageLike, **options: object) -> np.ndarray:
     return Predictor(model, **options)(image).numpy()
 
 
-def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
-    """Distinct colours for models saved without a palette: PASCAL VOC's colour map, which
-    spreads the bits of the class index over the high bits of red, green and blue."""
-    colours = []
-    for index in range(num_classes):
-        rgb, c = [0, 0, 0], index
-        for shift in range(7, -1, -1):
-            for channel in range(3):
-                rgb[channel] |= ((c >> channel) & 1) << shift
-            c >>= 3
-        colours.append(tuple(rgb))
-    return colours
-
-
 def palette_of(meta: dict, num_classes: int) -> np.ndarray:
     """The model's palette as a num_classes×3 uint8 array (its own or the default)."""
     palette = meta.get("palette") or []
     if len(palette) < num_classes:
-        palette = list(palette) + default_palette(num_classes)[len(palette):]
+        palette = list(palette) + voc_palette(num_classes)[len(palette):]
     return np.asarray(palette[:num_classes], dtype=np.uint8).reshape(num_classes, 3)
 
 

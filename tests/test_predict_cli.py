@@ -9,7 +9,7 @@ from PIL import Image
 
 import fcnseg
 from fcnseg.cli import main
-from fcnseg.predict import default_palette
+from fcnseg.data.datasets import voc_palette as default_palette
 
 PALETTE = [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
 
