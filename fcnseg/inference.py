@@ -36,8 +36,8 @@ from .models import FCN, Crop
 from .upsampling import FixedUpsample
 
 __all__ = [
-    "AGREEMENT", "PRECISIONS", "Predictor", "Upsampling", "cpu_has_bf16", "fold_batchnorm",
-    "output_field", "tile_windows",
+    "AGREEMENT", "AUTO_TILE", "AUTO_TILE_PIXELS", "PRECISIONS", "Predictor", "Upsampling",
+    "cpu_has_bf16", "fold_batchnorm", "output_field", "tile_windows",
 ]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
@@ -48,6 +48,11 @@ AGREEMENT = 0.995
 # The calibration image is cut to at most this size: enough pixels for a share to 0.1%, at a
 # fraction of a full image's cost.
 CALIBRATION_SIZE = 256
+# ``tile="auto"`` segments images of more than AUTO_TILE_PIXELS pixels (a 4096×4096 image) in
+# tiles of AUTO_TILE pixels: below that, one whole-image pass is fastest and fits in memory; above
+# it, memory stays bounded by the image, the output and one tile, whatever the image's size.
+AUTO_TILE = 2048
+AUTO_TILE_PIXELS = 4096 * 4096
 # Full-resolution scores are formed this many values at a time when only the argmax is kept.
 BAND_VALUES = 1 << 21
 
@@ -314,7 +319,8 @@ class Predictor:
             calibrated on the first batch given (it implies ``backend="onnxruntime"``).
         backend: ``"torch"`` or ``"onnxruntime"`` (fp32, or int8).
         tile: images with a side longer than this are segmented in overlapping tiles of
-            ``tile``×``tile`` pixels; ``None`` never tiles.
+            ``tile``×``tile`` pixels; ``None`` never tiles; ``"auto"`` (the default) tiles
+            images of more than :data:`AUTO_TILE_PIXELS` pixels in tiles of :data:`AUTO_TILE`.
         overlap: pixels shared by neighbouring tiles; by default the receptive field of an
             output pixel, which makes the tiled answer equal to the whole-image one.
         batch_size: images of one size (or tiles) run together, this many at a time.
@@ -322,7 +328,7 @@ class Predictor:
     """
 
     def __init__(self, model: FCN | str | Path, *, device: str | torch.device = "cpu",
-                 precision: str = "auto", backend: str = "torch", tile: int | None = None,
+                 precision: str = "auto", backend: str = "torch", tile: int | str | None = "auto",
                  overlap: int | None = None, batch_size: int = 8, compile: bool = False) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
@@ -352,9 +358,22 @@ class Predictor:
             self.precision = first
             self._pending = first if precision == "auto" and first != "fp32" else None
             field, align = output_field(model), max(model.backbone.taps)
-        self.tile, self.align = tile, align
+        if tile is not None and tile != "auto" and (not isinstance(tile, int) or tile < 1):
+            raise ValueError(f"tile must be a positive number of pixels, 'auto' or None, not "
+                             f"{tile!r}")
+        self.align = align
         self.agreement: float | None = None  # of the reduced precision with fp32, once checked
-        self.overlap = self._overlap(overlap, field)
+        self._unbounded = None  # the warning for a tiled net of unbounded field, once given
+        if tile == "auto":
+            # Tiles of self.tile pixels for images of more than self.tile_above pixels; a tile
+            # at least twice the overlap, so that at least half of each tile is kept.
+            self.tile_above = AUTO_TILE_PIXELS
+            wide = 2 * (overlap if overlap is not None else field)
+            self.tile = AUTO_TILE if math.isinf(wide) else \
+                max(AUTO_TILE, math.ceil(wide / align) * align)
+        else:
+            self.tile_above, self.tile = None, tile
+        self.overlap = self._overlap(overlap, field, warn=tile != "auto")
 
     # -- set-up
 
@@ -366,15 +385,18 @@ class Predictor:
             warnings.warn("fp16 on CPU is slow on most processors; prefer bf16 or auto",
                           stacklevel=3)
 
-    def _overlap(self, overlap: int | None, field: float) -> int:
+    def _overlap(self, overlap: int | None, field: float, warn: bool) -> int:
         if self.tile is None:
             return 0
         if overlap is not None:
             return overlap
         if math.isinf(field):
-            warnings.warn("the model's receptive field is unbounded (global context): tiles "
-                          "overlap by half a tile and the result is close to, not equal to, "
-                          "the whole-image one", stacklevel=3)
+            self._unbounded = ("the model's receptive field is unbounded (global context): tiles "
+                               "overlap by half a tile and the result is close to, not equal "
+                               "to, the whole-image one")
+            if warn:  # tiles asked for: say so now; with tile="auto", once an image is tiled
+                warnings.warn(self._unbounded, stacklevel=3)
+                self._unbounded = None
             return self.tile // 2
         return math.ceil(field)
 
@@ -550,6 +572,8 @@ class Predictor:
                            dtype=dtype if probabilities else self.label_dtype)
 
     def _tiled(self, height: int, width: int) -> bool:
+        if self.tile_above is not None:
+            return height * width > self.tile_above
         return self.tile is not None and max(height, width) > self.tile
 
     def _one(self, image: Tensor, out: Tensor, probabilities: bool) -> None:
@@ -562,6 +586,9 @@ class Predictor:
             if not self._tiled(h, w):
                 self._run(image[None], out[None], (0, h), (0, w), probabilities)
                 return
+            if self._unbounded:
+                warnings.warn(self._unbounded, stacklevel=3)
+                self._unbounded = None
             tile = self.tile
             for rw in tile_windows(h, tile, self.overlap, self.align):
                 for cw in tile_windows(w, tile, self.overlap, self.align):

@@ -30,7 +30,14 @@ from .checkpoint import atomic_write
 from .data.datasets import voc_palette
 from .data.reading import MAX_PIXELS, open_image, to_rgb_tensor
 from .errors import DataError, FcnsegError
-from .inference import PRECISIONS, ImageLike, Predictor, as_image_tensor
+from .inference import (
+    AUTO_TILE,
+    AUTO_TILE_PIXELS,
+    PRECISIONS,
+    ImageLike,
+    Predictor,
+    as_image_tensor,
+)
 from .models import FCN
 
 __all__ = ["add_arguments", "predict", "run"]
@@ -124,7 +131,7 @@ def read_image(path: Path, *, tiled: bool, max_pixels: int | None = None) -> np.
     except DataError as exc:
         if tiled or max_pixels or "pixels" not in str(exc):
             raise
-        raise DataError(f"{exc}; or segment it in tiles with --tile 1024") from None
+        raise DataError(f"{exc}; or segment it in tiles with --tile auto") from None
     finally:
         Image.MAX_IMAGE_PIXELS = saved
     if image.mode.startswith("I") or image.mode == "P":  # 16-bit scans, palettes: the data rules
@@ -215,10 +222,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto (default): bf16/fp16 where the hardware has it and it "
                              "agrees with fp32 on ≥99.5%% of the pixels, else fp32")
     parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
-    parser.add_argument("--tile", type=int, metavar="PX",
+    parser.add_argument("--tile", type=tile_size, default="auto", metavar="PX|auto|off",
                         help="segment images larger than PX×PX in overlapping tiles (bounded "
-                             "memory, same result); needed for images beyond "
-                             f"{MAX_PIXELS:,} pixels")
+                             "memory, same result); auto (default): images of more than "
+                             f"{AUTO_TILE_PIXELS:,} pixels, in tiles of {AUTO_TILE} or more; "
+                             "off: every image whole")
     parser.add_argument("--overlap", type=int, metavar="PX",
                         help="pixels shared by neighbouring tiles (default: the model's "
                              "receptive field, which keeps the result exact)")
@@ -231,7 +239,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "stopping at the first")
     parser.add_argument("--max-pixels", type=int, metavar="N",
                         help="refuse images of more pixels than N, a decompression-bomb guard "
-                             f"(default: {MAX_PIXELS:,}, or {TILED_MAX_PIXELS:,} with --tile)")
+                             f"(default: {TILED_MAX_PIXELS:,} as tiles bound the memory, "
+                             f"{MAX_PIXELS:,} with --tile off)")
+
+
+def tile_size(text: str) -> int | str | None:
+    """``--tile``: a positive number of pixels, ``auto`` or ``off``."""
+    if text in ("auto", "off"):
+        return None if text == "off" else text
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected a tile size in pixels, auto or off, not {text!r}")
 
 
 def _model(args: argparse.Namespace, device: torch.device) -> FCN | Path:

@@ -153,3 +153,26 @@ def test_batchnorm_folding_keeps_the_features():
     with torch.no_grad():
         a, b = model.backbone(x), folded.backbone(x)
     assert all(torch.allclose(a[s], b[s], atol=1e-4, rtol=1e-4) for s in a)
+
+
+def test_auto_tiles_only_images_above_the_threshold(monkeypatch):
+    model = _built(fcnseg.fcn32s, backbone="timm:resnet18")
+    seen: list[tuple[int, ...]] = []
+    model.backbone.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape))
+    monkeypatch.setattr(inference, "AUTO_TILE", 320)
+    monkeypatch.setattr(inference, "AUTO_TILE_PIXELS", 500 * 500)
+    field = output_field(model)
+    exact = Predictor(model, precision="fp32")  # tile="auto" is the default
+    # tiles at least twice the overlap (the receptive field): half of each tile is kept
+    assert exact.tile == max(320, int(np.ceil(2 * field / 32)) * 32)
+    assert exact.overlap == int(np.ceil(field))
+    predictor = Predictor(model, precision="fp32", overlap=96)  # small tiles, for speed
+    assert predictor.tile == 320
+    g = torch.Generator().manual_seed(5)
+    predictor(torch.randint(0, 256, (3, 480, 500), dtype=torch.uint8, generator=g))
+    probes = [s for s in seen if max(s[-2:]) <= model.backbone.min_size]  # batch-norm folding
+    assert len(seen) - len(probes) == 1  # 240,000 pixels: whole
+    seen.clear()
+    labels = predictor(torch.randint(0, 256, (3, 500, 520), dtype=torch.uint8, generator=g))
+    assert labels.shape == (500, 520)
+    assert len(seen) == 4 and max(max(s[-2:]) for s in seen) <= 320

@@ -97,3 +97,15 @@ def test_default_palette_is_distinct():
     colours = default_palette(256)
     assert colours[0] == (0, 0, 0) and colours[1] == (128, 0, 0)
     assert len(set(colours)) == 256
+
+
+def test_tile_flag_takes_pixels_auto_or_off(checkpoint, folder, tmp_path, capsys):
+    from fcnseg.predict import tile_size
+
+    assert tile_size("auto") == "auto" and tile_size("off") is None and tile_size("640") == 640
+    out = tmp_path / "out"
+    assert _run(checkpoint, folder / "a.png", "--out", out, "--tile", "off") == 0
+    assert (out / "a.png").exists()
+    with pytest.raises(SystemExit):
+        _run(checkpoint, folder / "a.png", "--out", out, "--tile", "0")
+    assert "expected a tile size in pixels, auto or off" in capsys.readouterr().err
