@@ -5,23 +5,27 @@ An FCN takes an image of any size and returns scores for every pixel in one forw
 
 * the model runs under ``torch.inference_mode`` in ``channels_last`` layout (oneDNN's native
   layout on CPU, tensor cores' on GPU), with batch normalisation folded into the convolutions;
-* the backbone runs in bfloat16 where the hardware has bf16 instructions (AMX or AVX-512 BF16
-  on CPU, any recent GPU), while the scoring layers, the skips and the upsampling stay in fp32;
+* the backbone runs in bfloat16 or float16 where the hardware computes in it natively (AMX,
+  AVX-512 BF16 or FP16 on CPU, any recent GPU) and the class map stays that of fp32 on 99.5% of
+  the pixels, whichever is measured fastest; the scoring layers, the skips and the upsampling
+  stay in fp32;
 * the final fixed bilinear upsampling (§3.3) and crop are applied as two small matrices, one per
   axis, computed from the model's own layer, and only for the rows and columns wanted; when
   only the class map is asked for, the full-resolution scores exist a band of rows at a time,
   never as a whole float map;
-* images larger than ``tile`` are cut into overlapping tiles whose overlap covers the receptive
-  field (§3.1), and only each tile's centre is kept: the tiled answer is the whole-image answer,
-  with memory bounded by one tile and the output.
+* images larger than ``tile`` (by default, those over 4096×4096 pixels) are cut into
+  overlapping tiles whose overlap covers the receptive field (§3.1), and only each tile's centre
+  is kept: the tiled answer is the whole-image answer, with memory bounded by one tile and the
+  output.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -37,13 +41,14 @@ from .upsampling import FixedUpsample
 
 __all__ = [
     "AGREEMENT", "AUTO_TILE", "AUTO_TILE_PIXELS", "PRECISIONS", "Predictor", "Upsampling",
-    "cpu_has_bf16", "fold_batchnorm", "output_field", "tile_windows",
+    "auto_candidates", "cpu_has_bf16", "cpu_has_fp16", "fold_batchnorm", "output_field",
+    "tile_windows",
 ]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-# ``precision="auto"`` keeps a reduced precision only if its class map agrees with fp32's on at
-# least this share of the pixels of a calibration image.
+# ``precision="auto"`` considers a reduced precision only if its class map agrees with fp32's on
+# at least this share of the pixels of a calibration image.
 AGREEMENT = 0.995
 # The calibration image is cut to at most this size: enough pixels for a share to 0.1%, at a
 # fraction of a full image's cost.
@@ -72,12 +77,29 @@ def cpu_has_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-def default_precision(device: torch.device) -> str:
-    """The precision ``auto`` tries first on ``device``: bf16 where it is native, fp16 on GPUs
-    without bf16, else fp32."""
+def cpu_has_fp16() -> bool:
+    """Whether this CPU computes in float16 natively (AVX-512 FP16 or AMX FP16)."""
+    if getattr(torch.cpu, "_is_amx_fp16_supported", lambda: False)():
+        return True
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.exists() and " avx512_fp16" in cpuinfo.read_text()
+
+
+def auto_candidates(device: torch.device) -> tuple[str, ...]:
+    """The reduced precisions ``auto`` tries on ``device``: those the hardware computes
+    natively (emulated ones are slower than fp32)."""
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
+        return ("bf16", "fp16") if torch.cuda.is_bf16_supported() else ("fp16",)
+    if device.type != "cpu":
+        return ()
+    return tuple(p for p, native in (("bf16", cpu_has_bf16()), ("fp16", cpu_has_fp16()))
+                 if native)
+
+
+def _seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 # ---------------------------------------------------------------- model preparation
@@ -311,11 +333,12 @@ class Predictor:
         model: the FCN (left untouched: the predictor works on its own copy), or for
             ``backend="onnxruntime"`` an FCN or the path of a model written by ``fcnseg export``.
         device: ``"cpu"``, ``"cuda"``…
-        precision: ``"fp32"``, ``"bf16"``, ``"fp16"``, ``"int8"`` or ``"auto"``. ``auto`` takes
-            bf16 on CPUs with AMX or AVX-512 BF16 and on GPUs that have it, fp16 on older GPUs,
-            fp32 elsewhere, then checks the choice once on the first image it is given (or the
-            one passed to :meth:`calibrate`): if fewer than 99.5% of its pixels get fp32's
-            class, it falls back to fp32. ``int8`` runs ONNX Runtime's static quantisation,
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"``, ``"int8"`` or ``"auto"``. ``auto`` (the
+            default) tries, on the first image it is given (or the one passed to
+            :meth:`calibrate`), each reduced precision the hardware computes natively (bf16 on
+            CPUs with AMX or AVX-512 BF16, fp16 on CPUs with AVX-512 FP16, both on GPUs) and
+            takes the fastest of fp32 and those that give at least 99.5% of the pixels fp32's
+            class. ``int8`` runs ONNX Runtime's static quantisation,
             calibrated on the first batch given (it implies ``backend="onnxruntime"``).
         backend: ``"torch"`` or ``"onnxruntime"`` (fp32, or int8).
         tile: images with a side longer than this are segmented in overlapping tiles of
@@ -343,7 +366,7 @@ class Predictor:
             self.num_classes, self.meta = self._onnx.num_classes, self._onnx.meta
             # int8 is settled (quantised and calibrated) on the first images given.
             self.precision = "fp32"
-            self._pending = "int8" if precision == "int8" else None
+            self._pending = ("int8",) if precision == "int8" else None
             field, align = self._onnx.field, self._onnx.align
         else:
             if not isinstance(model, FCN):
@@ -352,17 +375,21 @@ class Predictor:
             self.num_classes, self.meta = model.num_classes, dict(model.meta)
             self._model = model
             self._nets: dict[str, tuple[nn.Module, Upsampling | None]] = {}
-            first = default_precision(self.device) if precision == "auto" else precision
-            if first != "fp32" and precision != "auto":
-                self._check_supported(first)
-            self.precision = first
-            self._pending = first if precision == "auto" and first != "fp32" else None
+            if precision == "auto":
+                self._pending = auto_candidates(self.device) or None
+                self.precision = self._pending[0] if self._pending else "fp32"
+            else:
+                if precision != "fp32":
+                    self._check_supported(precision)
+                self.precision, self._pending = precision, None
             field, align = output_field(model), max(model.backbone.taps)
         if tile is not None and tile != "auto" and (not isinstance(tile, int) or tile < 1):
             raise ValueError(f"tile must be a positive number of pixels, 'auto' or None, not "
                              f"{tile!r}")
         self.align = align
-        self.agreement: float | None = None  # of the reduced precision with fp32, once checked
+        self.agreement: float | None = None  # of the precision in use with fp32, once checked
+        # What calibration found: each precision tried, its agreement with fp32 and seconds
+        self.calibration: dict[str, dict[str, float]] = {}
         self._unbounded = None  # the warning for a tiled net of unbounded field, once given
         if tile == "auto":
             # Tiles of self.tile pixels for images of more than self.tile_above pixels; a tile
@@ -381,9 +408,9 @@ class Predictor:
         if self.device.type == "cpu" and precision == "bf16" and not cpu_has_bf16():
             warnings.warn("this CPU has no bf16 instructions: bf16 is emulated and slower than "
                           "fp32", stacklevel=3)
-        if self.device.type == "cpu" and precision == "fp16":
-            warnings.warn("fp16 on CPU is slow on most processors; prefer bf16 or auto",
-                          stacklevel=3)
+        if self.device.type == "cpu" and precision == "fp16" and not cpu_has_fp16():
+            warnings.warn("this CPU has no fp16 instructions: fp16 is emulated and slower than "
+                          "fp32; prefer bf16 or auto", stacklevel=3)
 
     def _overlap(self, overlap: int | None, field: float, warn: bool) -> int:
         if self.tile is None:
@@ -461,14 +488,16 @@ class Predictor:
     def calibrate(self, images: ImageLike | Tensor) -> str:
         """Settle the precision on ``images`` (one image or a uint8 N×3×H×W batch).
 
-        ``auto``: keep the reduced precision if its class map agrees with fp32's on at least
-        :data:`AGREEMENT` of the pixels of the first image (its centre, at most
-        :data:`CALIBRATION_SIZE` pixels square), else fall back to fp32. ``int8``: calibrate the
-        quantisation's activation ranges on the batch, and warn if the agreement is under
-        :data:`AGREEMENT` (int8 was asked for, so it is kept). Returns the precision in use.
+        ``auto``: run fp32 and each reduced precision the hardware has natively on the centre
+        of the first image (at most :data:`CALIBRATION_SIZE` pixels square); keep those whose
+        class map agrees with fp32's on at least :data:`AGREEMENT` of the pixels, time them and
+        fp32 once more, and take the fastest. ``int8``: calibrate the quantisation's activation
+        ranges on the batch, and warn if the agreement is under :data:`AGREEMENT` (int8 was
+        asked for, so it is kept). Returns the precision in use; :attr:`calibration` holds
+        what was measured.
         """
-        candidate, self._pending = self._pending, None
-        if candidate is None:
+        candidates, self._pending = self._pending, None
+        if candidates is None:
             return self.precision
         batch = images if isinstance(images, Tensor) and images.ndim == 4 else \
             as_image_tensor(images)[None]
@@ -476,22 +505,37 @@ class Predictor:
         top, left = [max(0, (n - CALIBRATION_SIZE) // 2) for n in x.shape[-2:]]
         x = x[..., top:top + CALIBRATION_SIZE, left:left + CALIBRATION_SIZE]
         span = (0, x.shape[-2]), (0, x.shape[-1])
+
+        def labels(precision: str) -> Tensor:
+            return torch.cat([s.max(1).indices for s in self._forward(x, *span, precision)], -2)
+
         with torch.inference_mode():
-            reference = torch.cat([s.max(1).indices for s in self._forward(x, *span, "fp32")], -2)
-            if candidate == "int8":
+            reference = labels("fp32")
+            if candidates == ("int8",):
                 self._onnx = self._onnx.quantized(batch)
-            reduced = torch.cat([s.max(1).indices for s in self._forward(x, *span, candidate)], -2)
-        self.agreement = (reference == reduced).float().mean().item()
-        if self.agreement < AGREEMENT:
-            fallback = candidate != "int8"
-            warnings.warn(f"{candidate} agrees with fp32 on {self.agreement:.2%} of the pixels, "
-                          f"under {AGREEMENT:.1%}" + (": using fp32" if fallback else ""),
-                          stacklevel=2)
-            candidate = "fp32" if fallback else candidate
-        self.precision = candidate
+            agree = {p: (labels(p) == reference).float().mean().item() for p in candidates}
+            kept = ["fp32"] + [p for p in candidates if agree[p] >= AGREEMENT]
+            # The runs above built each network and warmed it up; now one timed run each.
+            seconds = {p: _seconds(lambda p=p: labels(p)) for p in kept} if len(kept) > 1 \
+                else {}
+        self.calibration = {p: {"agreement": agree.get(p, 1.0),
+                                **({"seconds": seconds[p]} if p in seconds else {})}
+                            for p in ("fp32", *candidates)}
+        if candidates == ("int8",):
+            chosen = "int8"
+            if agree["int8"] < AGREEMENT:
+                warnings.warn(f"int8 agrees with fp32 on {agree['int8']:.2%} of the pixels, "
+                              f"under {AGREEMENT:.1%}", stacklevel=2)
+        else:
+            chosen = min(seconds, key=seconds.get) if seconds else "fp32"
+            if len(kept) == 1:
+                shares = ", ".join(f"{p} on {agree[p]:.2%}" for p in candidates)
+                warnings.warn(f"reduced precision agrees with fp32 on too few pixels ({shares}, "
+                              f"under {AGREEMENT:.1%}): using fp32", stacklevel=2)
+        self.precision, self.agreement = chosen, agree.get(chosen, 1.0)
         if self._onnx is None:
-            self._nets = {p: n for p, n in self._nets.items() if p == candidate}
-        return candidate
+            self._nets = {p: n for p, n in self._nets.items() if p == chosen}
+        return chosen
 
     # -- public calls
 

@@ -91,8 +91,11 @@ def test_bf16_agrees_with_fp32(images):
 
 @pytest.mark.skipif(not cpu_has_bf16(), reason="no bf16 instructions on this CPU")
 def test_auto_keeps_bf16_only_if_it_agrees(lite, images, monkeypatch):
+    monkeypatch.setattr(inference, "auto_candidates", lambda device: ("bf16",))
     monkeypatch.setattr(inference, "AGREEMENT", 0.0)
-    assert Predictor(lite).calibrate(images[0]) == "bf16"
+    predictor = Predictor(lite)
+    assert predictor.calibrate(images[0]) in ("bf16", "fp32")  # the faster of the two
+    assert set(predictor.calibration) == {"fp32", "bf16"}
     monkeypatch.setattr(inference, "AGREEMENT", 1.01)
     predictor = Predictor(lite)
     with pytest.warns(UserWarning, match="using fp32"):
@@ -100,9 +103,26 @@ def test_auto_keeps_bf16_only_if_it_agrees(lite, images, monkeypatch):
     assert predictor.precision == "fp32" and predictor.agreement is not None
 
 
-def test_auto_is_fp32_without_bf16(lite, monkeypatch):
+def test_auto_is_fp32_without_reduced_precision_instructions(lite, monkeypatch):
     monkeypatch.setattr(inference, "cpu_has_bf16", lambda: False)
-    assert Predictor(lite).precision == "fp32"
+    monkeypatch.setattr(inference, "cpu_has_fp16", lambda: False)
+    predictor = Predictor(lite)
+    assert predictor.precision == "fp32" and predictor.calibrate(np.zeros((40, 40, 3),
+                                                                          np.uint8)) == "fp32"
+
+
+def test_auto_takes_the_fastest_that_agrees(lite, images, monkeypatch):
+    monkeypatch.setattr(inference, "auto_candidates", lambda device: ("bf16", "fp16"))
+    monkeypatch.setattr(inference, "AGREEMENT", 0.0)  # both agree: speed decides
+    predictor = Predictor(lite)
+    chosen = predictor.calibrate(images[0])
+    timed = {p: c["seconds"] for p, c in predictor.calibration.items()}
+    assert set(timed) == {"fp32", "bf16", "fp16"} and chosen == min(timed, key=timed.get)
+    monkeypatch.setattr(inference, "AGREEMENT", 1.01)  # none agrees: fp32, with a warning
+    predictor = Predictor(lite)
+    with pytest.warns(UserWarning, match=r"bf16 on .*fp16 on .*using fp32"):
+        assert predictor.calibrate(images[0]) == "fp32"
+    assert "seconds" not in predictor.calibration["fp32"]  # nothing to choose: nothing timed
 
 
 def test_tile_windows_partition_the_image():
