@@ -98,13 +98,14 @@ def main() -> None:
                         help="train FCN-32s, 16s and 8s with the same schedule")
     parser.add_argument("--resume", action="store_true", help="continue interrupted runs")
     args = parser.parse_args()
+    started_at = commit()  # the code that trains, whatever is committed while it runs
     models = ["fcn32s", "fcn16s", "fcn8s"] if args.ablation else [args.model]
     runs = {m: args.out / m if args.ablation else args.out for m in models}
     records = [run(m, args, runs[m]) for m in models]
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "camvid_ablation" if args.ablation else "camvid"
     report = {"recipe": TrainConfig.read_yaml(HERE / "camvid.yaml"), "runs": records,
-              "machine": machine(), "commit": commit(),
+              "machine": machine(), "commit": started_at,
               "command": " ".join([Path(sys.executable).name, *sys.argv])}
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2, default=float))
     figure(runs, args.root, RESULTS / f"{name}.png")
