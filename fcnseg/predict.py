@@ -219,8 +219,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for the masks, overlays and probabilities")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                        help="auto (default): bf16/fp16 where the hardware has it and it "
-                             "agrees with fp32 on ≥99.5%% of the pixels, else fp32")
+                        help="auto (default): the fastest, measured on the first image, of "
+                             "fp32 and the bf16/fp16 the hardware computes natively that give "
+                             "≥99.5%% of the pixels fp32's class")
     parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
     parser.add_argument("--tile", type=tile_size, default="auto", metavar="PX|auto|off",
                         help="segment images larger than PX×PX in overlapping tiles (bounded "
