@@ -82,6 +82,7 @@ def cpu_has_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
+@lru_cache(maxsize=1)
 def cpu_has_fp16() -> bool:
     """Whether this CPU computes in float16 natively (AVX-512 FP16 or AMX FP16)."""
     if getattr(torch.cpu, "_is_amx_fp16_supported", lambda: False)():
@@ -515,20 +516,21 @@ class Predictor:
         def labels(precision: str) -> Tensor:
             return torch.cat([s.max(1).indices for s in self._forward(x, *span, precision)], -2)
 
+        forced = candidates == ("int8",)  # asked for: checked, not chosen
         with torch.inference_mode():
             reference = labels("fp32")
-            if candidates == ("int8",):
+            if forced:
                 self._onnx = self._onnx.quantized(batch)
             agree = {p: (labels(p) == reference).float().mean().item() for p in candidates}
             kept = ["fp32"] + [p for p in candidates if agree[p] >= AGREEMENT]
-            # The runs above built each network and warmed it up; now the best of two timed
-            # runs each (``.cpu()`` waits for a GPU to finish).
+            # The runs above built each network and warmed it up; now, if there is a choice,
+            # the best of two timed runs each (``.cpu()`` waits for a GPU to finish).
             seconds = {p: min(_seconds(lambda p=p: labels(p).cpu()) for _ in range(2))
-                       for p in kept} if len(kept) > 1 else {}
+                       for p in kept} if len(kept) > 1 and not forced else {}
         self.calibration = {p: {"agreement": agree.get(p, 1.0),
                                 **({"seconds": seconds[p]} if p in seconds else {})}
                             for p in ("fp32", *candidates)}
-        if candidates == ("int8",):
+        if forced:
             chosen = "int8"
             if agree["int8"] < AGREEMENT:
                 warnings.warn(f"int8 agrees with fp32 on {agree['int8']:.2%} of the pixels, "
