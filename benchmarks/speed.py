@@ -441,7 +441,7 @@ def main() -> None:
     train, labels, _ = frames("train", 4)
     if args.lite_weights.is_file():
         lite = fcnseg.load(args.lite_weights).eval()
-        lite_weights = f"trained on CamVid ({args.lite_weights.relative_to(ROOT)})"
+        lite_weights = f"trained on CamVid ({args.lite_weights})"
     else:
         lite = lite_model()
         fit_scores(lite, train, labels)
