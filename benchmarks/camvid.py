@@ -24,18 +24,18 @@ import torch
 from speed import machine  # the same machine description as the speed benchmark
 
 import fcnseg
-from fcnseg.config import TrainConfig
 from fcnseg.data import build_dataset
-from fcnseg.evaluate import evaluate
-from fcnseg.train import train
+from fcnseg.evaluation import evaluate
+from fcnseg.training import TrainConfig, train
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
 def commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
+    )
     return out.stdout.strip() or "unknown"
 
 
@@ -52,8 +52,14 @@ def run(model: str, args: argparse.Namespace, out: Path) -> dict[str, object]:
     best = fcnseg.load(out / "best.safetensors")
     dataset = build_dataset("camvid", args.root, "val")
     scores = evaluate(best, dataset, batch_size=1)
-    return {"model": model, "epochs": values["epochs"], "best_epoch": result["best"]["epoch"],
-            "train_wall_s": round(wall, 1), "val": scores, "run_dir": str(out)}
+    return {
+        "model": model,
+        "epochs": values["epochs"],
+        "best_epoch": result["best"]["epoch"],
+        "train_wall_s": round(wall, 1),
+        "val": scores,
+        "run_dir": str(out),
+    }
 
 
 def figure(runs: dict[str, Path], root: Path, path: Path, n: int = 4) -> None:
@@ -62,8 +68,9 @@ def figure(runs: dict[str, Path], root: Path, path: Path, n: int = 4) -> None:
     from matplotlib.figure import Figure
 
     dataset = build_dataset("camvid", root, "val")
-    palette = np.array(list(dataset.palette) + [(0, 0, 0)] * (256 - len(dataset.palette)),
-                       dtype=np.uint8)
+    palette = np.array(
+        list(dataset.palette) + [(0, 0, 0)] * (256 - len(dataset.palette)), dtype=np.uint8
+    )
     models = {name: fcnseg.load(p / "best.safetensors").eval() for name, p in runs.items()}
     picks = np.linspace(0, len(dataset) - 1, n).round().astype(int)
     cols = 2 + len(models)
@@ -72,8 +79,10 @@ def figure(runs: dict[str, Path], root: Path, path: Path, n: int = 4) -> None:
     axes = fig.subplots(n, cols, squeeze=False)
     for row, i in enumerate(picks):
         image, mask = dataset[int(i)]
-        panels = [("image", image.permute(1, 2, 0).numpy()),
-                  ("ground truth", palette[mask.numpy().clip(0, 255)])]
+        panels = [
+            ("image", image.permute(1, 2, 0).numpy()),
+            ("ground truth", palette[mask.numpy().clip(0, 255)]),
+        ]
         for name, model in models.items():
             with torch.inference_mode():
                 pred = model.predict(image[None])[0].numpy()
@@ -89,13 +98,15 @@ def figure(runs: dict[str, Path], root: Path, path: Path, n: int = 4) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path,
-                        default=HERE.parents[1] / "shared" / "datasets" / "camvid")
+    parser.add_argument(
+        "--root", type=Path, default=HERE.parents[1] / "shared" / "datasets" / "camvid"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/camvid"))
     parser.add_argument("--model", default="fcn8s", choices=["fcn32s", "fcn16s", "fcn8s"])
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    parser.add_argument("--ablation", action="store_true",
-                        help="train FCN-32s, 16s and 8s with the same schedule")
+    parser.add_argument(
+        "--ablation", action="store_true", help="train FCN-32s, 16s and 8s with the same schedule"
+    )
     parser.add_argument("--resume", action="store_true", help="continue interrupted runs")
     args = parser.parse_args()
     started_at = commit()  # the code that trains, whatever is committed while it runs
@@ -104,16 +115,22 @@ def main() -> None:
     records = [run(m, args, runs[m]) for m in models]
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "camvid_ablation" if args.ablation else "camvid"
-    report = {"recipe": TrainConfig.read_yaml(HERE / "camvid.yaml"), "runs": records,
-              "machine": machine(), "commit": started_at,
-              "command": " ".join([Path(sys.executable).name, *sys.argv])}
+    report = {
+        "recipe": TrainConfig.read_yaml(HERE / "camvid.yaml"),
+        "runs": records,
+        "machine": machine(),
+        "commit": started_at,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2, default=float))
     figure(runs, args.root, RESULTS / f"{name}.png")
     print(f"{'model':8} {'pixel acc':>9} {'mean acc':>9} {'mean IU':>8} {'fw IU':>7} {'wall':>8}")
     for r in records:
         s = r["val"]
-        print(f"{r['model']:8} {100 * s['pixel_acc']:9.2f} {100 * s['mean_acc']:9.2f} "
-              f"{100 * s['mean_iu']:8.2f} {100 * s['fw_iu']:7.2f} {r['train_wall_s']:7.0f}s")
+        print(
+            f"{r['model']:8} {100 * s['pixel_acc']:9.2f} {100 * s['mean_acc']:9.2f} "
+            f"{100 * s['mean_iu']:8.2f} {100 * s['fw_iu']:7.2f} {r['train_wall_s']:7.0f}s"
+        )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,9 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 import fcnseg
-from fcnseg.export import export_onnx
-from fcnseg.inference import Predictor, Upsampling, _CoarseScores, cpu_has_bf16, output_field
+from fcnseg.files.onnx import export_onnx
+from fcnseg.inference import CoarseScores, Predictor, Upsampling, cpu_has_bf16
+from fcnseg.models import output_field
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMVID = ROOT.parent / "shared" / "datasets" / "camvid"
@@ -76,16 +77,31 @@ def machine() -> dict:
                 model = line.split(":", 1)[1].strip()
             elif line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
-    wanted = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
-              "amx_bf16", "amx_int8"]
+    wanted = [
+        "avx2",
+        "avx512f",
+        "avx512_vnni",
+        "avx512_bf16",
+        "avx512_fp16",
+        "amx_tile",
+        "amx_bf16",
+        "amx_int8",
+    ]
     import onnxruntime
 
-    return {"cpu": model, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-            "flags": [f for f in wanted if f in flags], "bf16_native": cpu_has_bf16(),
-            "torch": torch.__version__, "onednn": torch.backends.mkldnn.is_available(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
-            "load_average_at_start": os.getloadavg()}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "flags": [f for f in wanted if f in flags],
+        "bf16_native": cpu_has_bf16(),
+        "torch": torch.__version__,
+        "onednn": torch.backends.mkldnn.is_available(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "onnxruntime": onnxruntime.__version__,
+        "python": platform.python_version(),
+        "load_average_at_start": os.getloadavg(),
+    }
 
 
 def peak_gflops(dtype: torch.dtype, n: int = 2048) -> float:
@@ -100,8 +116,9 @@ def measure(fn: Callable[[], object], *, budget: float = 3.0, runs: int = 10) ->
     return min(race({"": fn}, budget=budget, rounds=runs)[""])
 
 
-def race(fns: dict[str, Callable[[], object]], *, budget: float = BUDGET_S,
-         rounds: int = ROUNDS) -> dict[str, list[float]]:
+def race(
+    fns: dict[str, Callable[[], object]], *, budget: float = BUDGET_S, rounds: int = ROUNDS
+) -> dict[str, list[float]]:
     """Seconds per run of each function, after one warm-up run each, taken in turns (round
     robin) so that load from other processes falls on all alike: ``rounds`` rounds, or fewer
     (at least two) once ``budget`` seconds are spent."""
@@ -156,8 +173,9 @@ class _Cached(torch.nn.Module):
         return self.feats
 
 
-def fit_scores(model: fcnseg.FCN, images: torch.Tensor, labels: torch.Tensor | None,
-               steps: int = 60) -> None:
+def fit_scores(
+    model: fcnseg.FCN, images: torch.Tensor, labels: torch.Tensor | None, steps: int = 60
+) -> None:
     """Give the score layers trained-looking weights: train them (and the learned 2×
     upsamplings), with the backbone frozen, by cross-entropy on a few labelled frames, the
     way FCN training starts (§4.3). Without labels, random scores of a sensible scale."""
@@ -180,7 +198,7 @@ def fit_scores(model: fcnseg.FCN, images: torch.Tensor, labels: torch.Tensor | N
     saved = model.backbone, getattr(model, model.final), model.score
     model.backbone = _Cached(feats, model.backbone.min_size)
     setattr(model, model.final, torch.nn.Identity())
-    model.score = _CoarseScores()
+    model.score = CoarseScores()
     optimizer = torch.optim.Adam(head, lr=2e-2)
     try:
         for _ in range(steps):
@@ -214,8 +232,9 @@ def vgg_model() -> fcnseg.FCN:
 
 def lite_model() -> fcnseg.FCN:
     torch.manual_seed(0)
-    return fcnseg.fcn8s(num_classes=NUM_CLASSES, backbone="efficientnet_lite0",
-                        pretrained_backbone=True).eval()
+    return fcnseg.fcn8s(
+        num_classes=NUM_CLASSES, backbone="efficientnet_lite0", pretrained_backbone=True
+    ).eval()
 
 
 # ---------------------------------------------------------------- paths
@@ -223,14 +242,17 @@ def lite_model() -> fcnseg.FCN:
 
 def eager(model: fcnseg.FCN) -> Callable[[torch.Tensor], torch.Tensor]:
     """What a user writes without fcnseg's predictor: fp32, NCHW, no_grad."""
+
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return model(model.normalization(x)).argmax(1)
+
     return run
 
 
-def fast_paths(model: fcnseg.FCN, calibration: torch.Tensor,
-               onnx_file: Path) -> dict[str, Callable]:
+def fast_paths(
+    model: fcnseg.FCN, calibration: torch.Tensor, onnx_file: Path
+) -> dict[str, Callable]:
     """Every fast path, by name, each a callable on a uint8 batch. ``calibration``: training
     frames, for ``auto``'s check and int8's activation ranges (never the frames measured)."""
     paths: dict[str, Callable] = {}
@@ -238,7 +260,8 @@ def fast_paths(model: fcnseg.FCN, calibration: torch.Tensor,
     auto.calibrate(calibration)
     paths[f"fcnseg default (auto → {auto.precision})"] = auto
     paths["fcnseg fp32 (channels_last, folded BN, separable upsampling)"] = Predictor(
-        model, precision="fp32")
+        model, precision="fp32"
+    )
     if cpu_has_bf16():
         paths["fcnseg bf16"] = Predictor(model, precision="bf16")
         paths["fcnseg bf16 + torch.compile"] = Predictor(model, precision="bf16", compile=True)
@@ -257,9 +280,17 @@ def flops(model: torch.nn.Module, x: torch.Tensor) -> float:
     return counter.get_total_flops()
 
 
-def bench_setting(name: str, model: fcnseg.FCN, images: torch.Tensor, batches: list[int],
-                  peaks: dict[str, float], source: str, train: torch.Tensor,
-                  exports: dict, workdir: Path) -> list[dict]:
+def bench_setting(
+    name: str,
+    model: fcnseg.FCN,
+    images: torch.Tensor,
+    batches: list[int],
+    peaks: dict[str, float],
+    source: str,
+    train: torch.Tensor,
+    exports: dict,
+    workdir: Path,
+) -> list[dict]:
     """Rows of the table for one model: every path, every batch size."""
     print(f"\n== {name}", flush=True)
     gflop = flops(model, model.normalization(images[:1])) / 1e9
@@ -280,8 +311,9 @@ def bench_setting(name: str, model: fcnseg.FCN, images: torch.Tensor, batches: l
             for fn in paths.values():
                 if isinstance(fn, Predictor):
                     fn.batch_size = batch
-            agreement = {k: (fn(x).long() == reference).float().mean().item()
-                         for k, fn in paths.items()}
+            agreement = {
+                k: (fn(x).long() == reference).float().mean().item() for k, fn in paths.items()
+            }
             times = race({k: (lambda fn=fn, x=x: fn(x)) for k, fn in paths.items()})
         best = {k: batch / min(t) for k, t in times.items()}
         baseline = best["eager fp32 (baseline)"]
@@ -290,15 +322,26 @@ def bench_setting(name: str, model: fcnseg.FCN, images: torch.Tensor, batches: l
             if isinstance(fn, Predictor) and "auto" in label:
                 dtype = fn.precision if fn.precision in peaks else None
             ips = best[label]
-            row = {"setting": name, "batch": batch, "path": label, "images_per_s": ips,
-                   "images_per_s_median": batch / statistics.median(times[label]),
-                   "runs": len(times[label]), "ratio": ips / baseline,
-                   "agreement": agreement[label], "gflop_per_image": gflop,
-                   "_dtype": dtype, "input": source}
+            row = {
+                "setting": name,
+                "batch": batch,
+                "path": label,
+                "images_per_s": ips,
+                "images_per_s_median": batch / statistics.median(times[label]),
+                "runs": len(times[label]),
+                "ratio": ips / baseline,
+                "agreement": agreement[label],
+                "gflop_per_image": gflop,
+                "_dtype": dtype,
+                "input": source,
+            }
             rows.append(row)
-            print(f"   b{batch} {label:60s} {ips:7.2f} img/s (median "
-                  f"{row['images_per_s_median']:6.2f}) ×{row['ratio']:5.2f} "
-                  f"agree {row['agreement']:.4f}", flush=True)
+            print(
+                f"   b{batch} {label:60s} {ips:7.2f} img/s (median "
+                f"{row['images_per_s_median']:6.2f}) ×{row['ratio']:5.2f} "
+                f"agree {row['agreement']:.4f}",
+                flush=True,
+            )
     return rows
 
 
@@ -306,10 +349,12 @@ def bench_peers(images: torch.Tensor, batches: list[int], peaks: dict[str, float
     """torchvision's segmentation nets, random weights, eager fp32 and bf16 channels_last."""
     rows = []
     for name in ("fcn_resnet50", "lraspp_mobilenet_v3_large"):
-        net = torchvision.models.get_model(name, weights=None, weights_backbone=None,
-                                           num_classes=NUM_CLASSES).eval()
-        fast = torchvision.models.get_model(name, weights=None, weights_backbone=None,
-                                            num_classes=NUM_CLASSES).eval()
+        net = torchvision.models.get_model(
+            name, weights=None, weights_backbone=None, num_classes=NUM_CLASSES
+        ).eval()
+        fast = torchvision.models.get_model(
+            name, weights=None, weights_backbone=None, num_classes=NUM_CLASSES
+        ).eval()
         fast.load_state_dict(net.state_dict())
         fast = fast.to(memory_format=torch.channels_last)
         x0 = images[:1].float() / 255
@@ -336,12 +381,21 @@ def bench_peers(images: torch.Tensor, batches: list[int], peaks: dict[str, float
             base = batch / min(times["eager fp32"])
             for label, (_, dtype) in variants.items():
                 ips = batch / min(times[label])
-                rows.append({"setting": f"peer: torchvision {name} 360×480", "batch": batch,
-                             "path": label, "images_per_s": ips,
-                             "images_per_s_median": batch / statistics.median(times[label]),
-                             "runs": len(times[label]), "ratio": ips / base,
-                             "agreement": None, "gflop_per_image": gflop,
-                             "_dtype": dtype, "input": "random"})
+                rows.append(
+                    {
+                        "setting": f"peer: torchvision {name} 360×480",
+                        "batch": batch,
+                        "path": label,
+                        "images_per_s": ips,
+                        "images_per_s_median": batch / statistics.median(times[label]),
+                        "runs": len(times[label]),
+                        "ratio": ips / base,
+                        "agreement": None,
+                        "gflop_per_image": gflop,
+                        "_dtype": dtype,
+                        "input": "random",
+                    }
+                )
                 print(f"   {name} b{batch} {label:32s} {ips:7.2f} img/s", flush=True)
     return rows
 
@@ -376,9 +430,17 @@ def memory_child(tile: str, model_path: str, out: str) -> None:
     start = time.perf_counter()
     predictor(image, out=mask)
     mask.flush()
-    print(json.dumps({"peak_rss_mib": peak_rss_mib(), "baseline_rss_mib": baseline,
-                      "seconds": time.perf_counter() - start, "precision": predictor.precision,
-                      "overlap": predictor.overlap}))
+    print(
+        json.dumps(
+            {
+                "peak_rss_mib": peak_rss_mib(),
+                "baseline_rss_mib": baseline,
+                "seconds": time.perf_counter() - start,
+                "precision": predictor.precision,
+                "overlap": predictor.overlap,
+            }
+        )
+    )
 
 
 def bench_memory(model: fcnseg.FCN) -> list[dict]:
@@ -390,17 +452,29 @@ def bench_memory(model: fcnseg.FCN) -> list[dict]:
         fcnseg.save(model, model_path)
         for tile in (0, *TILES):
             out = str(Path(tmp) / f"{tile}.npy")
-            done = subprocess.run([sys.executable, __file__, "--memory", str(tile), model_path,
-                                   out], capture_output=True, text=True, check=True)
+            done = subprocess.run(
+                [sys.executable, __file__, "--memory", str(tile), model_path, out],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             result = json.loads(done.stdout.strip().splitlines()[-1])
             masks[tile] = np.load(out)
-            rows.append({"setting": f"{SIZE}×{SIZE}, FCN-8s Lite0",
-                         "mode": f"tiled {tile}" if tile else "whole", "tile": tile or None,
-                         **result, "tiled_vs_whole_agreement":
-                             float((masks[tile] == masks[0]).mean())})
-            print(f"   {rows[-1]['mode']:10s} peak RSS {result['peak_rss_mib']:7.0f} MiB "
-                  f"(before the pass {result['baseline_rss_mib']:.0f}) "
-                  f"{result['seconds']:6.1f}s", flush=True)
+            rows.append(
+                {
+                    "setting": f"{SIZE}×{SIZE}, FCN-8s Lite0",
+                    "mode": f"tiled {tile}" if tile else "whole",
+                    "tile": tile or None,
+                    **result,
+                    "tiled_vs_whole_agreement": float((masks[tile] == masks[0]).mean()),
+                }
+            )
+            print(
+                f"   {rows[-1]['mode']:10s} peak RSS {result['peak_rss_mib']:7.0f} MiB "
+                f"(before the pass {result['baseline_rss_mib']:.0f}) "
+                f"{result['seconds']:6.1f}s",
+                flush=True,
+            )
     return rows
 
 
@@ -409,23 +483,32 @@ def bench_memory(model: fcnseg.FCN) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     """img/s is the best run (the least disturbed by other processes), median beside it."""
-    lines = [f"{'setting':40s} {'b':>2s} {'path':52s} {'img/s':>7s} {'median':>7s} "
-             f"{'×eager':>6s} {'agree':>7s} {'%peak':>6s}"]
+    lines = [
+        f"{'setting':40s} {'b':>2s} {'path':52s} {'img/s':>7s} {'median':>7s} "
+        f"{'×eager':>6s} {'agree':>7s} {'%peak':>6s}"
+    ]
     for r in rows:
         agree = f"{r['agreement']:.2%}" if r["agreement"] is not None else "-"
         share = f"{r['share_of_peak']:.0%}" if r["share_of_peak"] is not None else "-"
-        lines.append(f"{r['setting'][:40]:40s} {r['batch']:2d} {r['path'][:52]:52s} "
-                     f"{r['images_per_s']:7.2f} {r['images_per_s_median']:7.2f} "
-                     f"{r['ratio']:6.2f} {agree:>7s} {share:>6s}")
+        lines.append(
+            f"{r['setting'][:40]:40s} {r['batch']:2d} {r['path'][:52]:52s} "
+            f"{r['images_per_s']:7.2f} {r['images_per_s_median']:7.2f} "
+            f"{r['ratio']:6.2f} {agree:>7s} {share:>6s}"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--memory", nargs=3, help=argparse.SUPPRESS)
-    parser.add_argument("--lite-weights", type=Path, default=TRAINED, metavar="CKPT",
-                        help="FCN-8s Lite0 to time (default: benchmarks/camvid.py's model if "
-                             "it is there, else score layers fitted on the spot)")
+    parser.add_argument(
+        "--lite-weights",
+        type=Path,
+        default=TRAINED,
+        metavar="CKPT",
+        help="FCN-8s Lite0 to time (default: benchmarks/camvid.py's model if "
+        "it is there, else score layers fitted on the spot)",
+    )
     args = parser.parse_args()
     if args.memory:
         memory_child(*args.memory)
@@ -445,19 +528,34 @@ def main() -> None:
     else:
         lite = lite_model()
         fit_scores(lite, train, labels)
-        lite_weights = (f"ImageNet backbone; score layers trained (backbone frozen) on 4 CamVid "
-                        f"train frames, scaled to a median top-2 margin of {MARGIN}")
+        lite_weights = (
+            f"ImageNet backbone; score layers trained (backbone frozen) on 4 CamVid "
+            f"train frames, scaled to a median top-2 margin of {MARGIN}"
+        )
     val, _, source = frames("val", 8)
     exports: dict[str, list] = {}
     workdir = Path(tempfile.mkdtemp(prefix="fcnseg-speed-"))
-    rows = bench_setting("(b) FCN-8s Lite0 modern 360×480", lite, val, [1, 8], peaks, source,
-                         train, exports, workdir)
+    rows = bench_setting(
+        "(b) FCN-8s Lite0 modern 360×480", lite, val, [1, 8], peaks, source, train, exports, workdir
+    )
 
     vgg = vgg_model()
     fit_scores(vgg, train, labels)
     val500, _, source500 = frames("val", 1, size=(500, 500))
-    rows = bench_setting("(a) FCN-8s VGG16 caffe 500×500", vgg, val500, [1], peaks,
-                         source500, train, exports, workdir) + rows
+    rows = (
+        bench_setting(
+            "(a) FCN-8s VGG16 caffe 500×500",
+            vgg,
+            val500,
+            [1],
+            peaks,
+            source500,
+            train,
+            exports,
+            workdir,
+        )
+        + rows
+    )
     del vgg
     shutil.rmtree(workdir)
     print("\n== peers", flush=True)
@@ -471,23 +569,34 @@ def main() -> None:
         peaks[dtype] = max(peaks[dtype], peak_gflops(getattr(torch, DTYPE_NAMES[dtype])))
     for r in rows + peers:
         dtype = r.pop("_dtype")
-        r["share_of_peak"] = r["gflop_per_image"] * r["images_per_s"] / peaks[dtype] \
-            if dtype in peaks else None
+        r["share_of_peak"] = (
+            r["gflop_per_image"] * r["images_per_s"] / peaks[dtype] if dtype in peaks else None
+        )
     print(f"peak matmul GFLOP/s (best of start and end): {peaks}")
     print("\n" + table(rows + peers))
     for m in memory:
-        print(f"{m['setting']} {m['mode']:10s}: peak RSS {m['peak_rss_mib']:.0f} MiB "
-              f"(before the pass {m['baseline_rss_mib']:.0f}), {m['seconds']:.1f}s, "
-              f"same as whole on {m['tiled_vs_whole_agreement']:.4%}")
-    result = {"machine": info, "peak_gflops": peaks, "rows": rows, "peers": peers,
-              "onnx_export_checks": exports,
-              "memory": memory, "field_lite0": output_field(lite),
-              "weights": {"lite0": lite_weights,
-                          "vgg16": "backbone random (torchvision init); score layers trained "
-                                   "(backbone frozen) on 4 CamVid train frames, scaled to a "
-                                   f"median top-2 margin of {MARGIN}"},
-              "load_average_at_end": os.getloadavg(),
-              "total_seconds": time.perf_counter() - started}
+        print(
+            f"{m['setting']} {m['mode']:10s}: peak RSS {m['peak_rss_mib']:.0f} MiB "
+            f"(before the pass {m['baseline_rss_mib']:.0f}), {m['seconds']:.1f}s, "
+            f"same as whole on {m['tiled_vs_whole_agreement']:.4%}"
+        )
+    result = {
+        "machine": info,
+        "peak_gflops": peaks,
+        "rows": rows,
+        "peers": peers,
+        "onnx_export_checks": exports,
+        "memory": memory,
+        "field_lite0": output_field(lite),
+        "weights": {
+            "lite0": lite_weights,
+            "vgg16": "backbone random (torchvision init); score layers trained "
+            "(backbone frozen) on 4 CamVid train frames, scaled to a "
+            f"median top-2 margin of {MARGIN}",
+        },
+        "load_average_at_end": os.getloadavg(),
+        "total_seconds": time.perf_counter() - started,
+    }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=1))
     print(f"\nwrote {RESULTS} ({result['total_seconds']:.0f}s)")

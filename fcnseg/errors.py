@@ -1,4 +1,9 @@
-"""Errors for people: one line that names the file and says what to do."""
+"""Errors for people: one line that names the value or file and says what to do.
+
+Every mistake a user can make (a flag, a setting, a file) raises a subclass of
+:class:`FcnsegError`; the command line prints its one line and exits non-zero, no traceback.
+This module imports nothing, so every layer may raise these.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +18,19 @@ class FcnsegError(Exception):
         # A DataLoader re-raises an error from a worker process as ``type(error)(text)`` where
         # the text is "Caught DataError in DataLoader worker process 0.\nOriginal Traceback…"
         # ending in "fcnseg.errors.DataError: <message>". Keep the person's one line only.
-        if isinstance(message, str) and message.startswith("Caught ") \
-                and "\nOriginal Traceback" in message:
+        if (
+            isinstance(message, str)
+            and message.startswith("Caught ")
+            and "\nOriginal Traceback" in message
+        ):
             last = message.rstrip().splitlines()[-1]
             message = last.partition(": ")[2] or message
         super().__init__(message)
+
+
+class ConfigError(FcnsegError, ValueError):
+    """A setting, flag or argument with a value that cannot work (an unknown name, a size
+    out of range)."""
 
 
 class DataError(FcnsegError):

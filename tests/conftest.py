@@ -18,5 +18,5 @@ def vgg_models() -> dict[tuple[str, str], fcnseg.FCN]:
         for build in (fcnseg.fcn32s, fcnseg.fcn16s, fcnseg.fcn8s):
             torch.manual_seed(0)
             m = build(num_classes=3, geometry=geometry).eval()
-            out[m.meta["variant"], geometry] = m
+            out[m.meta.variant, geometry] = m
     return out

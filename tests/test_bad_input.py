@@ -75,10 +75,13 @@ def _mislabelled_model_file(path: Path, models: dict[str, Path]) -> Path:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")
-    models = {"model": _model_file(folder / "model.safetensors"),
-            "two_classes": _model_file(folder / "two_classes.safetensors", num_classes=2),
-            "other_backbone": _model_file(folder / "other_backbone.safetensors",
-                                          backbone="timm:test_efficientnet")}
+    models = {
+        "model": _model_file(folder / "model.safetensors"),
+        "two_classes": _model_file(folder / "two_classes.safetensors", num_classes=2),
+        "other_backbone": _model_file(
+            folder / "other_backbone.safetensors", backbone="timm:test_efficientnet"
+        ),
+    }
     models["mislabelled"] = _mislabelled_model_file(folder / "mislabelled.safetensors", models)
     return models
 
@@ -135,6 +138,7 @@ def over_pixel_limit(split: str) -> Callable[[Path], Path]:
     def make(root: Path) -> Path:
         _sample(root, split, "huge", seed=99, h=50, w=60)  # 3000 pixels, over the 2000 allowed
         return root / split / "images/huge.png"
+
     return make
 
 
@@ -172,8 +176,12 @@ def odd_image_modes(root: Path) -> None:
     grey = Image.fromarray(rgb[..., 0])
     wide = Image.fromarray(rgb[..., 1].astype(np.uint16) * 257)  # I;16
     assert wide.mode == "I;16"
-    modes = {"grey": grey, "rgba": Image.fromarray(rgb, "RGB").convert("RGBA"),
-             "palette": Image.fromarray(rgb, "RGB").convert("P"), "wide": wide}
+    modes = {
+        "grey": grey,
+        "rgba": Image.fromarray(rgb, "RGB").convert("RGBA"),
+        "palette": Image.fromarray(rgb, "RGB").convert("P"),
+        "wide": wide,
+    }
     for i, (name, image) in enumerate(modes.items()):
         image.save(images / f"{name}.png")
         Image.fromarray(_labels(i)).save(root / "val/masks" / f"{name}.png")
@@ -196,19 +204,62 @@ def exif_rotated_jpeg(root: Path) -> None:
 
 
 def _train(root: Path, tmp: Path, models: dict[str, Path], *extra: str) -> list[str]:
-    return ["train", "--dataset", "folder", "--root", str(root), "--backbone", "timm:test_resnet",
-            "--model", "fcn32s", "--epochs", "1", "--batch-size", "2", "--crop", "32", "32",
-            "--workers", "0", "--device", "cpu", "--out", str(tmp / "run"), *extra]
+    return [
+        "train",
+        "--dataset",
+        "folder",
+        "--root",
+        str(root),
+        "--backbone",
+        "timm:test_resnet",
+        "--model",
+        "fcn32s",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--crop",
+        "32",
+        "32",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp / "run"),
+        *extra,
+    ]
 
 
 def _eval(root: Path, tmp: Path, models: dict[str, Path], *extra: str) -> list[str]:
-    return ["eval", str(models["model"]), "--dataset", "folder", "--root", str(root),
-            "--split", "val", "--device", "cpu", *extra]
+    return [
+        "eval",
+        str(models["model"]),
+        "--dataset",
+        "folder",
+        "--root",
+        str(root),
+        "--split",
+        "val",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def _predict(root: Path, tmp: Path, models: dict[str, Path], *extra: str) -> list[str]:
-    return ["predict", str(models["model"]), str(root / "val/images"), "--out", str(tmp / "out"),
-            "--device", "cpu", "--precision", "fp32", *extra]
+    return [
+        "predict",
+        str(models["model"]),
+        str(root / "val/images"),
+        "--out",
+        str(tmp / "out"),
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        *extra,
+    ]
 
 
 def _with(command, *extra):
@@ -216,71 +267,133 @@ def _with(command, *extra):
 
 
 def _eval_with_model(name: str):
-    return lambda root, tmp, models: ["eval", str(models[name]), "--dataset", "folder",
-                                      "--root", str(root), "--split", "val", "--device", "cpu"]
+    return lambda root, tmp, models: [
+        "eval",
+        str(models[name]),
+        "--dataset",
+        "folder",
+        "--root",
+        str(root),
+        "--split",
+        "val",
+        "--device",
+        "cpu",
+    ]
 
 
 # (command, what breaks (a function of the dataset root returning the file it broke, or the
 # name of a model file in `models`), what the message says after naming the file)
 CASES = [
-    pytest.param(_train, truncated_png,
-                 r"cannot read image \(truncated or not an image file\); re-export it or "
-                 r"remove it", id="truncated-png"),
-    pytest.param(_with(_train, "--workers", "1"), truncated_png,
-                 r"cannot read image \(truncated or not an image file\)",
-                 id="truncated-png-read-in-a-worker-process"),
+    pytest.param(
+        _train,
+        truncated_png,
+        r"cannot read image \(truncated or not an image file\); re-export it or "
+        r"remove it",
+        id="truncated-png",
+    ),
+    pytest.param(
+        _with(_train, "--workers", "1"),
+        truncated_png,
+        r"cannot read image \(truncated or not an image file\)",
+        id="truncated-png-read-in-a-worker-process",
+    ),
     pytest.param(_eval, truncated_jpeg, r"cannot read image \(truncated", id="truncated-jpeg"),
-    pytest.param(_eval, text_named_png, r"cannot read image \(truncated or not an image file\)",
-                 id="text-file-named-png"),
-    pytest.param(_train, image_without_mask,
-                 r"1 image\(s\) without a mask in \S+/train/masks \(s2\.png\); add the masks or "
-                 r"remove the images", id="image-without-mask"),
-    pytest.param(_eval, mask_without_image,
-                 r"1 mask\(s\) without an image in \S+/val/images \(s1\.png\)",
-                 id="mask-without-image"),
-    pytest.param(_train, mask_of_another_size,
-                 r"mask is 49×40 but image is 48×40; masks must match their image pixel for "
-                 r"pixel", id="mask-of-another-size"),
-    pytest.param(_eval, label_outside_classes,
-                 r"mask has label 7 but the dataset has 3 classes \(0–2\) and ignore label 255",
-                 id="label-neither-class-nor-ignore"),
-    pytest.param(_with(_train, "--max-pixels", "2000"), over_pixel_limit("train"),
-                 r"image has 60×50 = 3,000 pixels, over the limit of 2,000",
-                 id="over-pixel-limit-train"),
-    pytest.param(_with(_eval, "--max-pixels", "2000"), over_pixel_limit("val"),
-                 r"image has 60×50 = 3,000 pixels, over the limit of 2,000",
-                 id="over-pixel-limit-eval"),
-    pytest.param(_with(_predict, "--max-pixels", "2000"), over_pixel_limit("val"),
-                 r"image has 60×50 = 3,000 pixels, over the limit of 2,000",
-                 id="over-pixel-limit-predict"),
+    pytest.param(
+        _eval,
+        text_named_png,
+        r"cannot read image \(truncated or not an image file\)",
+        id="text-file-named-png",
+    ),
+    pytest.param(
+        _train,
+        image_without_mask,
+        r"1 image\(s\) without a mask in \S+/train/masks \(s2\.png\); add the masks or "
+        r"remove the images",
+        id="image-without-mask",
+    ),
+    pytest.param(
+        _eval,
+        mask_without_image,
+        r"1 mask\(s\) without an image in \S+/val/images \(s1\.png\)",
+        id="mask-without-image",
+    ),
+    pytest.param(
+        _train,
+        mask_of_another_size,
+        r"mask is 49×40 but image is 48×40; masks must match their image pixel for "
+        r"pixel",
+        id="mask-of-another-size",
+    ),
+    pytest.param(
+        _eval,
+        label_outside_classes,
+        r"mask has label 7 but the dataset has 3 classes \(0–2\) and ignore label 255",
+        id="label-neither-class-nor-ignore",
+    ),
+    pytest.param(
+        _with(_train, "--max-pixels", "2000"),
+        over_pixel_limit("train"),
+        r"image has 60×50 = 3,000 pixels, over the limit of 2,000",
+        id="over-pixel-limit-train",
+    ),
+    pytest.param(
+        _with(_eval, "--max-pixels", "2000"),
+        over_pixel_limit("val"),
+        r"image has 60×50 = 3,000 pixels, over the limit of 2,000",
+        id="over-pixel-limit-eval",
+    ),
+    pytest.param(
+        _with(_predict, "--max-pixels", "2000"),
+        over_pixel_limit("val"),
+        r"image has 60×50 = 3,000 pixels, over the limit of 2,000",
+        id="over-pixel-limit-predict",
+    ),
     pytest.param(_train, empty_dataset, r"no images found", id="empty-dataset-directory"),
-    pytest.param(lambda root, tmp, models: _train(root, tmp, models, "--pretrained-backbone",
-                                                  str(root.parent / "weights.pth")),
-                 pickle_that_runs_code,
-                 r"refused: this pickle would run code when loaded \(.*\); use a \.safetensors "
-                 r"file", id="pretrained-backbone-pickle-that-runs-code"),
-    pytest.param(_eval_with_model("two_classes"), "two_classes",
-                 r"model has 2 classes but folder at \S+ has 3; evaluate on the dataset the "
-                 r"model was trained for", id="eval-checkpoint-for-other-classes"),
-    pytest.param(_eval_with_model("mislabelled"), "mislabelled",
-                 r"weights do not fit the model its metadata describes \(Missing key",
-                 id="eval-checkpoint-whose-weights-are-another-backbones"),
-    pytest.param(lambda root, tmp, models: _train(root, tmp, models, "--init-from",
-                                                  str(models["two_classes"])),
-                 "two_classes",
-                 r"made for classes 2 but this model has 3; --init-from needs the same classes",
-                 id="init-from-checkpoint-for-other-classes"),
-    pytest.param(lambda root, tmp, models: _train(root, tmp, models, "--init-from",
-                                                  str(models["other_backbone"])),
-                 "other_backbone",
-                 r"made for backbone timm:test_efficientnet but this model has timm:test_resnet",
-                 id="init-from-checkpoint-for-other-backbone"),
+    pytest.param(
+        lambda root, tmp, models: _train(
+            root, tmp, models, "--pretrained-backbone", str(root.parent / "weights.pth")
+        ),
+        pickle_that_runs_code,
+        r"refused: this pickle would run code when loaded \(.*\); use a \.safetensors "
+        r"file",
+        id="pretrained-backbone-pickle-that-runs-code",
+    ),
+    pytest.param(
+        _eval_with_model("two_classes"),
+        "two_classes",
+        r"model has 2 classes but folder at \S+ has 3; evaluate on the dataset the "
+        r"model was trained for",
+        id="eval-checkpoint-for-other-classes",
+    ),
+    pytest.param(
+        _eval_with_model("mislabelled"),
+        "mislabelled",
+        r"weights do not fit the model its metadata describes \(Missing key",
+        id="eval-checkpoint-whose-weights-are-another-backbones",
+    ),
+    pytest.param(
+        lambda root, tmp, models: _train(
+            root, tmp, models, "--init-from", str(models["two_classes"])
+        ),
+        "two_classes",
+        r"made for classes 2 but this model has 3; --init-from needs the same classes",
+        id="init-from-checkpoint-for-other-classes",
+    ),
+    pytest.param(
+        lambda root, tmp, models: _train(
+            root, tmp, models, "--init-from", str(models["other_backbone"])
+        ),
+        "other_backbone",
+        r"made for backbone timm:test_efficientnet but this model has timm:test_resnet",
+        id="init-from-checkpoint-for-other-backbone",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("command", "breaks", "says"), CASES)
-def test_bad_input_is_one_line_naming_the_file(command, breaks, says, root, tmp_path, models,
-                                                capsys):
+def test_bad_input_is_one_line_naming_the_file(
+    command, breaks, says, root, tmp_path, models, capsys
+):
     named = models[breaks] if isinstance(breaks, str) else breaks(root)
     code = main(command(root, tmp_path, models))
     err = capsys.readouterr().err
@@ -293,8 +406,11 @@ def test_bad_input_is_one_line_naming_the_file(command, breaks, says, root, tmp_
     assert not (root.parent / "pwned").exists()  # no weight file ran code
 
 
-@pytest.mark.parametrize("prepare", [odd_image_modes, exif_rotated_jpeg],
-                         ids=["grey-rgba-palette-16-bit", "exif-rotated-jpeg"])
+@pytest.mark.parametrize(
+    "prepare",
+    [odd_image_modes, exif_rotated_jpeg],
+    ids=["grey-rgba-palette-16-bit", "exif-rotated-jpeg"],
+)
 def test_odd_but_valid_images_are_accepted(prepare, root, tmp_path, models, capsys):
     prepare(root)
     images = len(list((root / "val/masks").iterdir()))
@@ -328,8 +444,9 @@ def test_train_skip_bad_lists_them_and_trains_on_the_rest(root, tmp_path, models
     assert all(line.startswith("  ") for line in listed)
     assert sorted(line.split(": ")[0].strip() for line in listed) == sorted(map(str, bad))
     assert err[-1] == "skipped 5 bad samples (listed at the start)"
-    history = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text()
-               .splitlines()]
+    history = [
+        json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()
+    ]
     # The good ones remain: 2 training samples (s0, s2) make one step of 2.
     assert history[0]["step"] == 1
 
@@ -340,10 +457,19 @@ def test_eval_skip_bad_scores_the_rest(root, tmp_path, models, capsys):
     assert main(_eval(root, tmp_path, models, "--skip-bad")) == 0
     captured = capsys.readouterr()
     assert "on folder val (1 images)" in captured.out
-    assert captured.err.splitlines() == ["skipped 2 bad samples:",
-                                         *(f"  {p}: {m}" for p, m in zip(
-                                             bad, ["cannot read image (truncated or not an "
-                                                   "image file); re-export it or remove it",
-                                                   "mask has label 7 but the dataset has 3 "
-                                                   "classes (0–2) and ignore label 255; fix "
-                                                   "the mask or the class list"], strict=True))]
+    assert captured.err.splitlines() == [
+        "skipped 2 bad samples:",
+        *(
+            f"  {p}: {m}"
+            for p, m in zip(
+                bad,
+                [
+                    "cannot read image (truncated or not an image file); re-export it or remove it",
+                    "mask has label 7 but the dataset has 3 "
+                    "classes (0–2) and ignore label 255; fix "
+                    "the mask or the class list",
+                ],
+                strict=True,
+            )
+        ),
+    ]

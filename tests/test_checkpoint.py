@@ -25,8 +25,8 @@ def test_round_trip_equal_outputs(tmp_path: Path) -> None:
     x = torch.randn(1, 3, 45, 61)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
-    assert loaded.meta["classes"] == ["a", "b", "c"]
-    assert loaded.meta["at_once"] is True and loaded.normalization == model.normalization
+    assert loaded.meta.classes == ("a", "b", "c")
+    assert loaded.meta.at_once is True and loaded.normalization == model.normalization
 
 
 def test_file_is_safetensors_with_metadata(tmp_path: Path) -> None:

@@ -12,13 +12,30 @@ import pytest
 import yaml
 
 import fcnseg
-from fcnseg.cli import main
+from fcnseg.cli import COMMANDS, main
 from fcnseg.data import make_synthetic
 from fcnseg.models import build_fcn
 
-TRAIN = ["train", "--dataset", "synthetic", "--backbone", "timm:test_resnet", "--model",
-         "fcn16s", "--epochs", "1", "--batch-size", "2", "--crop", "32", "32", "--workers", "0",
-         "--device", "cpu"]
+TRAIN = [
+    "train",
+    "--dataset",
+    "synthetic",
+    "--backbone",
+    "timm:test_resnet",
+    "--model",
+    "fcn16s",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "2",
+    "--crop",
+    "32",
+    "32",
+    "--workers",
+    "0",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +59,42 @@ def _one_error_line(capsys) -> str:
 
 
 def test_train_writes_the_run(run, capsys) -> None:
-    for name in ("best.safetensors", "last.safetensors", "metrics.jsonl", "curves.png",
-                 "config.yaml"):
+    for name in (
+        "best.safetensors",
+        "last.safetensors",
+        "metrics.jsonl",
+        "curves.png",
+        "config.yaml",
+    ):
         assert (run / name).is_file(), name
-    assert fcnseg.load(run / "best.safetensors").meta["variant"] == "fcn16s"
+    assert fcnseg.load(run / "best.safetensors").meta.variant == "fcn16s"
 
 
 def test_eval_prints_the_table_and_writes_json_and_plot(run, data, tmp_path, capsys) -> None:
     scores, plot = tmp_path / "scores.json", tmp_path / "confusion.png"
-    assert main(["eval", str(run / "best.safetensors"), "--dataset", "synthetic", "--root",
-                 str(data), "--split", "val", "--json", str(scores), "--plot", str(plot),
-                 "--boundary", "2", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(run / "best.safetensors"),
+                "--dataset",
+                "synthetic",
+                "--root",
+                str(data),
+                "--split",
+                "val",
+                "--json",
+                str(scores),
+                "--plot",
+                str(plot),
+                "--boundary",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     saved = json.loads(scores.read_text())
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
@@ -60,27 +102,72 @@ def test_eval_prints_the_table_and_writes_json_and_plot(run, data, tmp_path, cap
     for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
         assert saved[key] == pytest.approx(record[key], abs=1e-12)
     assert [c["class"] for c in saved["per_class"]] == [
-        "background", "disc", "square", "triangle", "bar", "ring"]
+        "background",
+        "disc",
+        "square",
+        "triangle",
+        "bar",
+        "ring",
+    ]
     assert saved["images"] == 2 and saved["boundary"]["width"] == 2
     assert "mean IU" in out and "triangle" in out and f"{100 * saved['mean_iu']:.2f}" in out
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_eval_accepts_the_training_checkpoint(run, data, capsys) -> None:
-    assert main(["eval", str(run / "last.safetensors"), "--dataset", "synthetic", "--root",
-                 str(data), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(run / "last.safetensors"),
+                "--dataset",
+                "synthetic",
+                "--root",
+                str(data),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "pixel acc." in capsys.readouterr().out
 
 
 def test_config_file_with_flags_overriding(data, tmp_path) -> None:
     settings = tmp_path / "settings.yaml"
-    settings.write_text(yaml.safe_dump({
-        "dataset": "synthetic", "root": str(data), "backbone": "timm:test_resnet",
-        "model": "fcn32s", "epochs": 1, "batch_size": 4, "crop": [32, 32], "workers": 0,
-        "recipe": "paper", "reduction": "mean"}))
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": "synthetic",
+                "root": str(data),
+                "backbone": "timm:test_resnet",
+                "model": "fcn32s",
+                "epochs": 1,
+                "batch_size": 4,
+                "crop": [32, 32],
+                "workers": 0,
+                "recipe": "paper",
+                "reduction": "mean",
+            }
+        )
+    )
     out = tmp_path / "run"
-    assert main(["train", "--config", str(settings), "--batch-size", "2", "--out", str(out),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(settings),
+                "--batch-size",
+                "2",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["batch_size"] == 2 and resolved["crop"] == [32, 32]  # flag, then file
     assert (resolved["optimizer"], resolved["momentum"], resolved["lr"]) == ("sgd", 0.99, 1e-4)
@@ -88,8 +175,9 @@ def test_config_file_with_flags_overriding(data, tmp_path) -> None:
 
 
 def test_missing_checkpoint_is_one_line(data, tmp_path, capsys) -> None:
-    code = main(["eval", str(tmp_path / "nope.safetensors"), "--dataset", "synthetic",
-                 "--root", str(data)])
+    code = main(
+        ["eval", str(tmp_path / "nope.safetensors"), "--dataset", "synthetic", "--root", str(data)]
+    )
     assert code == 2
     assert "nope.safetensors" in _one_error_line(capsys)
 
@@ -97,8 +185,9 @@ def test_missing_checkpoint_is_one_line(data, tmp_path, capsys) -> None:
 def test_eval_refuses_another_class_count(data, tmp_path, capsys) -> None:
     path = tmp_path / "four.safetensors"
     fcnseg.save(build_fcn("fcn32s", num_classes=4, backbone="timm:test_resnet"), path)
-    code = main(["eval", str(path), "--dataset", "synthetic", "--root", str(data),
-                 "--device", "cpu"])
+    code = main(
+        ["eval", str(path), "--dataset", "synthetic", "--root", str(data), "--device", "cpu"]
+    )
     assert code == 2
     assert "model has 4 classes but synthetic" in _one_error_line(capsys)
     assert not (tmp_path / "scores.json").exists()
@@ -107,8 +196,9 @@ def test_eval_refuses_another_class_count(data, tmp_path, capsys) -> None:
 def test_init_from_another_class_count_is_one_line(data, tmp_path, capsys) -> None:
     path = tmp_path / "four.safetensors"
     fcnseg.save(build_fcn("fcn32s", num_classes=4, backbone="timm:test_resnet"), path)
-    code = main([*TRAIN, "--root", str(data), "--out", str(tmp_path / "run"),
-                 "--init-from", str(path)])
+    code = main(
+        [*TRAIN, "--root", str(data), "--out", str(tmp_path / "run"), "--init-from", str(path)]
+    )
     assert code == 2
     assert "--init-from needs the same classes" in _one_error_line(capsys)
 
@@ -133,18 +223,35 @@ def test_bad_arguments_get_argparse_usage(capsys) -> None:
         main(["eval", "x.safetensors", "--unknown-flag"])
 
 
-def test_predict_and_export_are_dispatched_lazily(monkeypatch, capsys) -> None:
+def test_every_command_is_dispatched_to_its_module(monkeypatch) -> None:
     seen = {}
-    for name in ("predict", "export"):
-        module = types.ModuleType(f"fcnseg.{name}")
+    for name, (module_name, _) in COMMANDS.items():
+        module = types.ModuleType(f"fcnseg.cli.{module_name}")
         module.add_arguments = lambda parser: parser.add_argument("image")
         module.run = lambda args, name=name: seen.setdefault(name, args.image) and 0
-        monkeypatch.setitem(sys.modules, f"fcnseg.{name}", module)
+        monkeypatch.setitem(sys.modules, f"fcnseg.cli.{module_name}", module)
         assert main([name, f"{name}.png"]) == 0
-    assert seen == {"predict": "predict.png", "export": "export.png"}
+    assert seen == {name: f"{name}.png" for name in COMMANDS}
+
+
+def test_help_and_version_do_not_import_torch() -> None:
+    code = (
+        "import sys; from fcnseg.cli import COMMANDS, main\n"
+        "for argv in (['--help'], ['--version']):\n"
+        "    try: main(argv)\n"
+        "    except SystemExit as e: assert e.code == 0\n"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"fcnseg {fcnseg.__version__}" in done.stdout and "predict" in done.stdout
 
 
 def test_python_dash_m(tmp_path) -> None:
-    done = subprocess.run([sys.executable, "-m", "fcnseg", "eval", "--help"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "fcnseg", "eval", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and "usage: fcnseg eval" in done.stdout

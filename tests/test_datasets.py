@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
+import fcnseg
 from fcnseg.data import (
     DATASETS,
     SegmentationDataset,
@@ -81,8 +82,12 @@ def test_folder_reads_exact_pixels_and_labels(tmp_path):
 
 
 def test_folder_classes_json_and_rgb_coded_masks(tmp_path):
-    spec = {"classes": ["sky", "road", "car"], "palette": [[0, 0, 255], [90, 90, 90], [255, 0, 0]],
-            "ignore_index": 7, "ignore_color": [255, 255, 255]}
+    spec = {
+        "classes": ["sky", "road", "car"],
+        "palette": [[0, 0, 255], [90, 90, 90], [255, 0, 0]],
+        "ignore_index": 7,
+        "ignore_color": [255, 255, 255],
+    }
     (tmp_path / "classes.json").write_text(json.dumps(spec))
     colours = np.array([[0, 0, 255], [90, 90, 90], [255, 0, 0], [255, 255, 255]], np.uint8)
     rgb_labels = np.array([[0, 1, 2, 3], [3, 2, 1, 0]])
@@ -207,8 +212,11 @@ def sbd_tree(root: Path, labels: np.ndarray) -> Path:
     boundaries = np.empty((20, 1), dtype=object)
     for k in range(20):
         boundaries[k, 0] = scipy.sparse.csc_matrix(labels == k + 1)
-    gtcls = {"Boundaries": boundaries, "Segmentation": labels,
-             "CategoriesPresent": np.unique(labels[labels > 0]).astype(np.uint8)}
+    gtcls = {
+        "Boundaries": boundaries,
+        "Segmentation": labels,
+        "CategoriesPresent": np.unique(labels[labels > 0]).astype(np.uint8),
+    }
     scipy.io.savemat(root / "cls/2008_000002.mat", {"GTcls": gtcls})
     (root / "train.txt").write_text("2008_000002\n")
     return root
@@ -301,8 +309,35 @@ def test_class_frequencies_by_hand(tmp_path):
 # --- registry --------------------------------------------------------------------------------
 
 
+# How to lay out a small tree for each registered reader: (root, split) under tmp_path.
+READER_TREES = {
+    "folder": lambda tmp: (folder(tmp / "f"), "train"),
+    "camvid": lambda tmp: (camvid_tree(tmp / "c", np.where(LABELS == 255, 11, LABELS)), "train"),
+    "voc": lambda tmp: (voc_tree(tmp / "v"), "train"),
+    "sbd": lambda tmp: (sbd_tree(tmp / "s", LABELS.astype(np.uint8)), "train"),
+    "synthetic": lambda tmp: (tmp / "syn", "val"),
+}
+
+
+@pytest.mark.parametrize("name", fcnseg.list_datasets())
+def test_every_registered_reader_yields_the_contract(name, tmp_path):
+    if name not in READER_TREES:
+        pytest.fail(f"reader {name!r} has no test tree: add one to READER_TREES")
+    root, split = READER_TREES[name](tmp_path)
+    dataset = build_dataset(
+        name, root, split, **({"n_train": 2, "n_val": 2} if name == "synthetic" else {})
+    )
+    image, mask = dataset[0]
+    assert image.dtype == torch.uint8 and image.shape[0] == 3
+    assert mask.dtype == torch.int64 and mask.shape == image.shape[1:]
+    labels = mask.unique()
+    assert ((labels < dataset.num_classes) | (labels == dataset.ignore_index)).all()
+    assert len(dataset.palette) >= dataset.num_classes
+
+
 def test_registry_names_every_reader():
-    assert {"folder", "camvid", "voc", "sbd", "synthetic"} <= DATASETS.keys()
+    assert {"folder", "camvid", "voc", "sbd", "synthetic"} <= set(DATASETS.names())
+    assert fcnseg.list_datasets() == DATASETS.names()
     with pytest.raises(DataError, match="unknown dataset 'kitti'; use one of: camvid, folder"):
         build_dataset("kitti", "/nowhere", "train")
 
@@ -337,8 +372,10 @@ def test_mask_of_another_size(tmp_path):
 def test_label_outside_the_classes(tmp_path):
     root = camvid_tree(tmp_path, np.array([[0, 17], [11, 3]], np.uint8))
     ds = build_dataset("camvid", root, "train")
-    message = (r"trainannot/0001TP_006690\.png: mask has label 17 but the dataset has "
-               r"11 classes \(0–10\) and ignore label 11")
+    message = (
+        r"trainannot/0001TP_006690\.png: mask has label 17 but the dataset has "
+        r"11 classes \(0–10\) and ignore label 11"
+    )
     with pytest.raises(DataError, match=message):
         ds[0]
     with pytest.raises(DataError, match="label 17"):

@@ -7,14 +7,13 @@ import json
 from pathlib import Path
 
 from fcnseg.demo import PRESETS, run_demo
-from fcnseg.resume import read_state
+from fcnseg.files.checkpoint import read_checkpoint as read_state
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def test_demo_writes_the_report_with_its_own_numbers(tmp_path: Path, capsys) -> None:
-    settings = dataclasses.replace(PRESETS["tiny"], backbone="timm:test_resnet",
-                                   pretrained=False)
+    settings = dataclasses.replace(PRESETS["tiny"], backbone="timm:test_resnet", pretrained=False)
     result = run_demo(tmp_path, settings)
     out = capsys.readouterr().out
     assert "[5/5] evaluating" in out
@@ -40,5 +39,4 @@ def test_demo_writes_the_report_with_its_own_numbers(tmp_path: Path, capsys) -> 
     # FCN-8s grew from the first FCN-32s (§4.2), and so did the FCN-32s it is compared with.
     first = str(tmp_path / "fcn32s_stage1" / "best.safetensors")
     for run in ("fcn8s", "fcn32s"):
-        assert read_state(tmp_path / run / "last.safetensors").info["config"]["init_from"] \
-            == first
+        assert read_state(tmp_path / run / "last.safetensors").info["config"]["init_from"] == first

@@ -17,17 +17,37 @@ import torch.distributed as dist
 import fcnseg
 from fcnseg.cli import main
 from fcnseg.data import build_dataset, make_synthetic
-from fcnseg.evaluate import METRICS, evaluate
-from fcnseg.resume import read_state
+from fcnseg.evaluation import METRICS, evaluate
+from fcnseg.files.checkpoint import read_checkpoint as read_state
 
 # torchrun itself: the module its command runs, with this interpreter.
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 # 8 good training images are 4 per process, 2 batches of 2 each; 3 good validation images split
 # 2 + 1: an uneven split, where DistributedSampler would pad rank 1 with a repeat of image 0.
 # One broken file in each split, each found by a different process, is left out by --skip-bad.
-ARGS = ["train", "--dataset", "synthetic", "--backbone", "timm:test_resnet", "--model", "fcn8s",
-        "--epochs", "1", "--batch-size", "2", "--crop", "32", "32", "--workers", "0",
-        "--device", "cpu", "--seed", "5", "--skip-bad"]
+ARGS = [
+    "train",
+    "--dataset",
+    "synthetic",
+    "--backbone",
+    "timm:test_resnet",
+    "--model",
+    "fcn8s",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "2",
+    "--crop",
+    "32",
+    "32",
+    "--workers",
+    "0",
+    "--device",
+    "cpu",
+    "--seed",
+    "5",
+    "--skip-bad",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +62,32 @@ def data(tmp_path_factory) -> Path:
 def two_process_run(data, tmp_path_factory) -> tuple[Path, str, str]:
     """A 2-process run of ``fcnseg train`` under torchrun: its directory, stdout and stderr."""
     run = tmp_path_factory.mktemp("ddp") / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           # gloo on the loopback interface only: nothing leaves this machine.
-           "GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        # gloo on the loopback interface only: nothing leaves this machine.
+        "GLOO_SOCKET_IFNAME": "lo",
+        "MASTER_ADDR": "127.0.0.1",
+    }
     done = subprocess.run(
-        [*TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "fcnseg", *ARGS,
-         "--root", str(data), "--out", str(run)],
-        env=env, capture_output=True, text=True, timeout=300)
+        [
+            *TORCHRUN,
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "fcnseg",
+            *ARGS,
+            "--root",
+            str(data),
+            "--out",
+            str(run),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     return run, done.stdout, done.stderr
@@ -75,14 +114,29 @@ def test_two_processes_validate_exactly_as_one(two_process_run, data, tmp_path):
     assert sum(line.startswith("best mean IU") for line in stdout.splitlines()) == 1
     state = read_state(run / "last.safetensors")
     assert state.info["world"] == 2 and sorted(state.rng) == [0, 1]  # both processes' RNGs
-    assert state.info["step"] == 2  # 4 images per process in batches of 2
+    assert state.info["state"]["step"] == 2  # 4 images per process in batches of 2
     (record,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
     # One process scores the model the two validated and saved (best.safetensors).
     scores = tmp_path / "scores.json"
-    assert main(["eval", str(run / "best.safetensors"), "--dataset", "synthetic",
-                 "--root", str(data), "--device", "cpu", "--json", str(scores),
-                 "--skip-bad"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(run / "best.safetensors"),
+                "--dataset",
+                "synthetic",
+                "--root",
+                str(data),
+                "--device",
+                "cpu",
+                "--json",
+                str(scores),
+                "--skip-bad",
+            ]
+        )
+        == 0
+    )
     single = json.loads(scores.read_text())
     assert single["images"] == 3
     assert {k: single[k] for k in METRICS} == {k: record[k] for k in METRICS}
@@ -104,7 +158,11 @@ def test_two_process_run_resumes_in_one(two_process_run, data, tmp_path, capsys)
     assert "resuming 2-process training with 1: the data order is kept" in out
     state = read_state(run / "last.safetensors")
     # One process takes all 8 images of epoch 2 in batches of 2: 4 more steps.
-    assert (state.info["epoch"], state.info["step"], state.info["world"]) == (2, 6, 1)
+    assert (state.info["state"]["epoch"], state.info["state"]["step"], state.info["world"]) == (
+        2,
+        6,
+        1,
+    )
 
 
 def test_sync_bn_on_cpus_is_one_clear_error(data, tmp_path, monkeypatch, capsys):
@@ -121,4 +179,5 @@ def test_sync_bn_on_cpus_is_one_clear_error(data, tmp_path, monkeypatch, capsys)
     assert code == 2
     assert capsys.readouterr().err.strip() == (
         "error: --sync-bn needs GPUs: PyTorch's SyncBatchNorm runs on CUDA only; drop the "
-        "flag to train on CPUs")
+        "flag to train on CPUs"
+    )

@@ -10,7 +10,7 @@ import torch
 
 from fcnseg.data import build_dataset, make_synthetic
 from fcnseg.errors import FcnsegError
-from fcnseg.evaluate import boundary_band, evaluate, write_json
+from fcnseg.evaluation import boundary_band, evaluate, write_json
 from fcnseg.models import build_fcn
 
 
@@ -53,8 +53,9 @@ def test_padded_batches_predict_as_single_images(val) -> None:
     one = evaluate(model, val, batch_size=1, device="cpu")["confusion"]
     padded = evaluate(model, val, batch_size=3, device="cpu")["confusion"]
     total = sum(map(sum, one))
-    differing = sum(abs(a - b) for ra, rb in zip(one, padded, strict=True)
-                    for a, b in zip(ra, rb, strict=True))
+    differing = sum(
+        abs(a - b) for ra, rb in zip(one, padded, strict=True) for a, b in zip(ra, rb, strict=True)
+    )
     assert sum(map(sum, padded)) == total and differing <= 0.02 * total
 
 

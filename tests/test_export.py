@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import fcnseg
-from fcnseg.export import OnnxModel, export_onnx
+from fcnseg.files.onnx import OnnxModel, export_onnx
 from fcnseg.inference import Predictor
 
 onnx = pytest.importorskip("onnx")
@@ -23,8 +23,9 @@ def exported(tmp_path_factory):
     for name, p in model.named_parameters():
         if name.startswith("score"):
             torch.nn.init.normal_(p, std=0.05)
-    model.meta.update(classes=["sky", "road", "car"], palette=[[0, 0, 255], [90, 90, 90],
-                                                              [255, 0, 0]])
+    model.meta = model.meta.with_(
+        classes=["sky", "road", "car"], palette=[[0, 0, 255], [90, 90, 90], [255, 0, 0]]
+    )
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
     report = export_onnx(model, path)
     return model, path, report

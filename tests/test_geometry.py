@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 import fcnseg
-from fcnseg.geometry import Field, GeometryError, crop_offset, receptive_field
+from fcnseg.blocks.geometry import Field, GeometryError, crop_offset, receptive_field
 
 
 def test_composition_rule() -> None:
@@ -55,11 +55,14 @@ def test_linear_layers_have_no_field() -> None:
         receptive_field(torchvision.models.alexnet(weights=None))
 
 
-@pytest.mark.parametrize(("variant", "crops"), [
-    ("fcn32s", {"score": 19}),
-    ("fcn16s", {"fuse_pool4": 5, "score": 27}),
-    ("fcn8s", {"fuse_pool4": 5, "fuse_pool3": 9, "score": 31}),
-])
+@pytest.mark.parametrize(
+    ("variant", "crops"),
+    [
+        ("fcn32s", {"score": 19}),
+        ("fcn16s", {"fuse_pool4": 5, "score": 27}),
+        ("fcn8s", {"fuse_pool4": 5, "fuse_pool3": 9, "score": 31}),
+    ],
+)
 def test_reference_crops_are_computed(vgg_models: dict, variant: str, crops: dict) -> None:
     assert vgg_models[variant, "caffe"].crops == crops
 

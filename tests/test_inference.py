@@ -11,7 +11,9 @@ from PIL import Image
 
 import fcnseg
 from fcnseg import inference
-from fcnseg.inference import Predictor, cpu_has_bf16, output_field, tile_windows
+from fcnseg.inference import Predictor, backends, cpu_has_bf16, tile_windows, tiling
+from fcnseg.inference import precision as calibration
+from fcnseg.models import output_field
 
 
 def _scored(model: fcnseg.FCN, std: float = 0.05) -> fcnseg.FCN:
@@ -73,8 +75,9 @@ def test_probabilities_are_the_softmax(lite, images):
 
 def test_caffe_geometry_crops(vgg_models):
     model = _scored(copy.deepcopy(vgg_models["fcn8s", "caffe"]), std=0.01)
-    image = torch.randint(0, 256, (1, 3, 37, 52), dtype=torch.uint8,
-                          generator=torch.Generator().manual_seed(2))
+    image = torch.randint(
+        0, 256, (1, 3, 37, 52), dtype=torch.uint8, generator=torch.Generator().manual_seed(2)
+    )
     labels = Predictor(model, precision="fp32")(image)
     assert torch.equal(labels.long(), _reference(model, image).argmax(1))
 
@@ -91,12 +94,12 @@ def test_bf16_agrees_with_fp32(images):
 
 @pytest.mark.skipif(not cpu_has_bf16(), reason="no bf16 instructions on this CPU")
 def test_auto_keeps_bf16_only_if_it_agrees(lite, images, monkeypatch):
-    monkeypatch.setattr(inference, "auto_candidates", lambda device: ("bf16",))
-    monkeypatch.setattr(inference, "AGREEMENT", 0.0)
+    monkeypatch.setattr(calibration, "auto_candidates", lambda device: ("bf16",))
+    monkeypatch.setattr(calibration, "AGREEMENT", 0.0)
     predictor = Predictor(lite)
     assert predictor.calibrate(images[0]) in ("bf16", "fp32")  # the faster of the two
-    assert set(predictor.calibration) == {"fp32", "bf16"}
-    monkeypatch.setattr(inference, "AGREEMENT", 1.01)
+    assert set(predictor.calibration.agreement) == {"fp32", "bf16"}
+    monkeypatch.setattr(calibration, "AGREEMENT", 1.01)
     predictor = Predictor(lite)
     with pytest.warns(UserWarning, match="using fp32"):
         predictor(images)  # calibrates on the first image it sees
@@ -104,25 +107,27 @@ def test_auto_keeps_bf16_only_if_it_agrees(lite, images, monkeypatch):
 
 
 def test_auto_is_fp32_without_reduced_precision_instructions(lite, monkeypatch):
-    monkeypatch.setattr(inference, "cpu_has_bf16", lambda: False)
-    monkeypatch.setattr(inference, "cpu_has_fp16", lambda: False)
+    monkeypatch.setattr(calibration, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(calibration, "cpu_has_fp16", lambda: False)
     predictor = Predictor(lite)
-    assert predictor.precision == "fp32" and predictor.calibrate(np.zeros((40, 40, 3),
-                                                                          np.uint8)) == "fp32"
+    assert (
+        predictor.precision == "fp32"
+        and predictor.calibrate(np.zeros((40, 40, 3), np.uint8)) == "fp32"
+    )
 
 
 def test_auto_takes_the_fastest_that_agrees(lite, images, monkeypatch):
-    monkeypatch.setattr(inference, "auto_candidates", lambda device: ("bf16", "fp16"))
-    monkeypatch.setattr(inference, "AGREEMENT", 0.0)  # both agree: speed decides
+    monkeypatch.setattr(calibration, "auto_candidates", lambda device: ("bf16", "fp16"))
+    monkeypatch.setattr(calibration, "AGREEMENT", 0.0)  # both agree: speed decides
     predictor = Predictor(lite)
     chosen = predictor.calibrate(images[0])
-    timed = {p: c["seconds"] for p, c in predictor.calibration.items()}
+    timed = predictor.calibration.seconds
     assert set(timed) == {"fp32", "bf16", "fp16"} and chosen == min(timed, key=timed.get)
-    monkeypatch.setattr(inference, "AGREEMENT", 1.01)  # none agrees: fp32, with a warning
+    monkeypatch.setattr(calibration, "AGREEMENT", 1.01)  # none agrees: fp32, with a warning
     predictor = Predictor(lite)
     with pytest.warns(UserWarning, match=r"bf16 on .*fp16 on .*using fp32"):
         assert predictor.calibrate(images[0]) == "fp32"
-    assert "seconds" not in predictor.calibration["fp32"]  # nothing to choose: nothing timed
+    assert not predictor.calibration.seconds  # nothing to choose: nothing timed
 
 
 def test_tile_windows_partition_the_image():
@@ -159,7 +164,7 @@ def test_tiled_equals_whole_with_bounded_tiles():
 
 
 def test_unbounded_field_warns(lite, monkeypatch):
-    monkeypatch.setattr(inference, "output_field", lambda model: float("inf"))
+    monkeypatch.setattr(backends, "output_field", lambda model: float("inf"))
     with pytest.warns(UserWarning, match="unbounded"):
         assert Predictor(lite, tile=256).overlap == 128
 
@@ -179,8 +184,8 @@ def test_auto_tiles_only_images_above_the_threshold(monkeypatch):
     model = _built(fcnseg.fcn32s, backbone="timm:resnet18")
     seen: list[tuple[int, ...]] = []
     model.backbone.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape))
-    monkeypatch.setattr(inference, "AUTO_TILE", 320)
-    monkeypatch.setattr(inference, "AUTO_TILE_PIXELS", 500 * 500)
+    monkeypatch.setattr(tiling, "AUTO_TILE", 320)
+    monkeypatch.setattr(tiling, "AUTO_TILE_PIXELS", 500 * 500)
     field = output_field(model)
     exact = Predictor(model, precision="fp32")  # tile="auto" is the default
     # tiles at least twice the overlap (the receptive field): half of each tile is kept

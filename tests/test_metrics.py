@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fcnseg.metrics import ConfusionMatrix, format_table, plot_confusion
+from fcnseg.evaluation.metrics import ConfusionMatrix, format_table, plot_confusion
 
 # Four classes. Ground truth holds 0 and 1; class 2 is predicted but never true; class 3
 # appears nowhere that counts. Pixel 7 carries the ignore label, pixel 8 an out-of-range one.

@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 
 import fcnseg
-from fcnseg.upsampling import FixedUpsample, bilinear_kernel, learned_upsample
+from fcnseg.blocks.upsampling import FixedUpsample, bilinear_kernel, learned_upsample
 
 SIZES = [(1, 1), (2, 3), (17, 5), (31, 33), (64, 64), (97, 130)]
 
 
 @pytest.mark.parametrize("geometry", ["caffe", "modern"])
-@pytest.mark.parametrize("variant", ["fcn32s", "fcn16s", "fcn8s"])
+@pytest.mark.parametrize("variant", fcnseg.list_models())
 def test_any_input_size(vgg_models: dict, variant: str, geometry: str) -> None:
     model = vgg_models[variant, geometry]
     with torch.no_grad():
@@ -21,9 +21,15 @@ def test_any_input_size(vgg_models: dict, variant: str, geometry: str) -> None:
             assert model(torch.randn(1, 3, h, w)).shape == (1, 3, h, w)
 
 
-@pytest.mark.parametrize("backbone", [
-    "alexnet", "googlenet", "resnet50", "efficientnet_lite0", "timm:resnet18",
-])
+# Every registered backbone but VGG16 (the fixture's); "timm" stands for any timm model.
+OTHER_BACKBONES = [
+    "timm:resnet18" if name == "timm" else name
+    for name in fcnseg.list_backbones()
+    if name != "vgg16"
+]
+
+
+@pytest.mark.parametrize("backbone", OTHER_BACKBONES)
 def test_other_backbones_any_size(backbone: str) -> None:
     model = fcnseg.fcn8s(num_classes=4, backbone=backbone).eval()
     with torch.no_grad():
@@ -56,8 +62,7 @@ def test_bilinear_kernel_matches_interpolate_inside() -> None:
         up = FixedUpsample(2, factor=factor, padding=factor // 2)(x)
         ref = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
         m = factor  # the border, where interpolate clamps and the convolution pads with zeros
-        torch.testing.assert_close(up[..., m:-m, m:-m], ref[..., m:-m, m:-m], atol=1e-5,
-                                   rtol=1e-5)
+        torch.testing.assert_close(up[..., m:-m, m:-m], ref[..., m:-m, m:-m], atol=1e-5, rtol=1e-5)
 
 
 def test_odd_bilinear_kernel_is_align_corners() -> None:
@@ -85,3 +90,15 @@ def test_unknown_names_are_clear() -> None:
         fcnseg.fcn8s(num_classes=2, backbone="vgg17")
     with pytest.raises(ValueError, match="geometry='modern'"):
         fcnseg.fcn8s(num_classes=2, backbone="resnet50", geometry="caffe")
+
+
+@pytest.mark.parametrize("variant", fcnseg.list_models())
+def test_every_variant_saves_and_loads(variant: str, tmp_path) -> None:
+    model = fcnseg.build_fcn(variant, num_classes=2, backbone="timm:resnet18").eval()
+    torch.nn.init.normal_(model.score_fr.weight, std=0.1)
+    fcnseg.save(model, tmp_path / "m.safetensors", classes=["a", "b"])
+    loaded = fcnseg.load(tmp_path / "m.safetensors").eval()
+    x = torch.randn(1, 3, 40, 50)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert loaded.meta.variant == variant and model.meta.classes is None  # save changes nothing

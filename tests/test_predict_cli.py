@@ -35,7 +35,8 @@ def folder(tmp_path):
     Image.fromarray(rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)).save(images / "b.jpg")
     Image.fromarray(rng.integers(0, 256, (33, 21), dtype=np.uint8)).save(images / "grey.png")
     Image.fromarray(rng.integers(0, 256, (30, 45, 4), dtype=np.uint8), "RGBA").save(
-        images / "rgba.png")
+        images / "rgba.png"
+    )
     return images
 
 
@@ -84,7 +85,11 @@ def test_skip_bad_lists_and_goes_on(checkpoint, folder, tmp_path, capsys):
     assert _run(checkpoint, folder, "--out", out, "--precision", "fp32", "--skip-bad") == 0
     assert "broken.png" in capsys.readouterr().err
     assert {p.name for p in out.glob("*.png") if "_overlay" not in p.name} == {
-        "a.png", "b.png", "grey.png", "rgba.png"}
+        "a.png",
+        "b.png",
+        "grey.png",
+        "rgba.png",
+    }
     assert not list(out.glob(".*"))  # no temporary files left behind
 
 
@@ -100,7 +105,7 @@ def test_default_palette_is_distinct():
 
 
 def test_tile_flag_takes_pixels_auto_or_off(checkpoint, folder, tmp_path, capsys):
-    from fcnseg.predict import tile_size
+    from fcnseg.cli.predict import tile_size
 
     assert tile_size("auto") == "auto" and tile_size("off") is None and tile_size("640") == 640
     out = tmp_path / "out"

@@ -9,8 +9,8 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 import fcnseg
+from fcnseg.blocks.upsampling import bilinear_kernel
 from fcnseg.errors import CheckpointError
-from fcnseg.upsampling import bilinear_kernel
 
 VGG = [(1, 2), (2, 2), (3, 3), (4, 3), (5, 3)]  # (block, convs)
 WIDTH = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
@@ -48,8 +48,9 @@ def reference_fcn8s(s: dict[str, Tensor], x: Tensor) -> Tensor:
     for block, convs in VGG:
         for i in range(1, convs + 1):
             pad = 100 if (block, i) == (1, 1) else 1
-            h = F.relu(F.conv2d(h, s[f"conv{block}_{i}.weight"], s[f"conv{block}_{i}.bias"],
-                                padding=pad))
+            h = F.relu(
+                F.conv2d(h, s[f"conv{block}_{i}.weight"], s[f"conv{block}_{i}.bias"], padding=pad)
+            )
         h = F.max_pool2d(h, 2, 2, ceil_mode=True)
         if block == 3:
             pool3 = h
@@ -60,12 +61,12 @@ def reference_fcn8s(s: dict[str, Tensor], x: Tensor) -> Tensor:
     h = F.conv2d(h, s["score_fr.weight"], s["score_fr.bias"])
     up2 = F.conv_transpose2d(h, s["upscore2.weight"], stride=2)
     sp4 = F.conv2d(pool4, s["score_pool4.weight"], s["score_pool4.bias"])
-    h = up2 + sp4[..., 5:5 + up2.shape[2], 5:5 + up2.shape[3]]
+    h = up2 + sp4[..., 5 : 5 + up2.shape[2], 5 : 5 + up2.shape[3]]
     up4 = F.conv_transpose2d(h, s["upscore_pool4.weight"], stride=2)
     sp3 = F.conv2d(pool3, s["score_pool3.weight"], s["score_pool3.bias"])
-    h = up4 + sp3[..., 9:9 + up4.shape[2], 9:9 + up4.shape[3]]
+    h = up4 + sp3[..., 9 : 9 + up4.shape[2], 9 : 9 + up4.shape[3]]
     h = F.conv_transpose2d(h, s["upscore8.weight"], stride=8)
-    return h[..., 31:31 + x.shape[2], 31:31 + x.shape[3]]
+    return h[..., 31 : 31 + x.shape[2], 31 : 31 + x.shape[3]]
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +96,15 @@ def test_loads_from_a_file(tmp_path, state: dict) -> None:
     assert fcnseg.load_reference(path).num_classes == 3
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda s: s.pop("score_pool3.bias"), "missing score_pool3.bias"),
-    (lambda s: s.__setitem__("extra.weight", torch.zeros(1)), "unexpected extra.weight"),
-    (lambda s: s.__setitem__("fc7.bias", torch.zeros(10)), r"fc7.bias is \(10,\)"),
-    (lambda s: s["upscore8.weight"].__setitem__((0, 1), 1.0), "mixes classes"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s.pop("score_pool3.bias"), "missing score_pool3.bias"),
+        (lambda s: s.__setitem__("extra.weight", torch.zeros(1)), "unexpected extra.weight"),
+        (lambda s: s.__setitem__("fc7.bias", torch.zeros(10)), r"fc7.bias is \(10,\)"),
+        (lambda s: s["upscore8.weight"].__setitem__((0, 1), 1.0), "mixes classes"),
+    ],
+)
 def test_strict_errors_name_the_tensor(state: dict, change, message: str) -> None:
     broken = {k: v.clone() for k, v in state.items()}
     change(broken)

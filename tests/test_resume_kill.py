@@ -18,13 +18,32 @@ import torch
 
 from fcnseg.cli import main
 from fcnseg.data import make_synthetic
-from fcnseg.resume import read_state
+from fcnseg.files.checkpoint import read_checkpoint as read_state
 
 # A tiny backbone on tiny data: 6 training images in batches of 2 are 3 optimiser steps per
 # epoch, 6 in all, each followed by a checkpoint (--checkpoint-every 1).
-ARGS = ["--dataset", "synthetic", "--backbone", "timm:test_resnet", "--model", "fcn8s",
-        "--epochs", "2", "--batch-size", "2", "--crop", "32", "32", "--checkpoint-every", "1",
-        "--deterministic", "--device", "cpu", "--seed", "3"]
+ARGS = [
+    "--dataset",
+    "synthetic",
+    "--backbone",
+    "timm:test_resnet",
+    "--model",
+    "fcn8s",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "2",
+    "--crop",
+    "32",
+    "32",
+    "--checkpoint-every",
+    "1",
+    "--deterministic",
+    "--device",
+    "cpu",
+    "--seed",
+    "3",
+]
 STEPS = 6
 
 
@@ -60,9 +79,23 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_weights(data, tmp_p
     # sample depends on (seed, epoch, index) only, not on who loads it).
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "fcnseg", "train", *ARGS, "--root", str(data), "--workers", "1",
-         "--out", str(killed)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "fcnseg",
+            "train",
+            *ARGS,
+            "--root",
+            str(data),
+            "--workers",
+            "1",
+            "--out",
+            str(killed),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 120
         while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -74,7 +107,7 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_weights(data, tmp_p
             process.kill()
             process.wait()
     assert process.returncode == -signal.SIGKILL, f"the run ended before the kill:\n{output}"
-    stopped_at = read_state(checkpoint).info["step"]
+    stopped_at = read_state(checkpoint).info["state"]["step"]
     assert 1 <= stopped_at < STEPS
 
     # Resume with nothing but the run directory: the settings come from the checkpoint.
@@ -87,33 +120,47 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_weights(data, tmp_p
         assert (killed / name).stat().st_mode & 0o777 == 0o666 & ~umask
 
     reference = tmp_path / "uninterrupted"
-    assert _train_in_process(*ARGS, "--root", str(data), "--workers", "0",
-                             "--out", str(reference)) == 0
+    assert (
+        _train_in_process(*ARGS, "--root", str(data), "--workers", "0", "--out", str(reference))
+        == 0
+    )
 
     resumed, whole = read_state(checkpoint), read_state(reference / "last.safetensors")
-    assert resumed.info["step"] == whole.info["step"] == STEPS
-    assert resumed.info["epoch"] == whole.info["epoch"] == 2
+    assert resumed.info["state"]["step"] == whole.info["state"]["step"] == STEPS
+    assert resumed.info["state"]["epoch"] == whole.info["state"]["epoch"] == 2
     # Bit for bit: every weight, batch-norm statistic and optimiser moment.
     assert resumed.model.keys() == whole.model.keys()
     for name, tensor in whole.model.items():
         assert torch.equal(resumed.model[name], tensor), name
     for index, state in whole.optimizer["state"].items():
         for key, value in state.items():
-            assert torch.equal(torch.as_tensor(resumed.optimizer["state"][index][key]),
-                               torch.as_tensor(value)), (index, key)
+            assert torch.equal(
+                torch.as_tensor(resumed.optimizer["state"][index][key]), torch.as_tensor(value)
+            ), (index, key)
     # The same validation scores after each epoch, and the same best model.
-    timeless = [{k: v for k, v in h.items() if k != "time"} for h in whole.info["history"]]
-    assert [{k: v for k, v in h.items() if k != "time"}
-            for h in resumed.info["history"]] == timeless
-    assert resumed.info["best"] == whole.info["best"]
+    timeless = [{k: v for k, v in h.items() if k != "time"} for h in whole.info["state"]["history"]]
+    assert [
+        {k: v for k, v in h.items() if k != "time"} for h in resumed.info["state"]["history"]
+    ] == timeless
+    assert resumed.info["state"]["best"] == whole.info["state"]["best"]
 
 
-def test_diverging_loss_stops_with_one_line_and_keeps_the_last_checkpoint(data, tmp_path,
-                                                                         capsys):
+def test_diverging_loss_stops_with_one_line_and_keeps_the_last_checkpoint(data, tmp_path, capsys):
     run = tmp_path / "run"
     # An absurd learning rate: the first step throws the weights to ~1e30, the second to inf.
-    code = _train_in_process(*ARGS, "--root", str(data), "--workers", "0", "--out", str(run),
-                             "--optimizer", "sgd", "--lr", "1e30")
+    code = _train_in_process(
+        *ARGS,
+        "--root",
+        str(data),
+        "--workers",
+        "0",
+        "--out",
+        str(run),
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e30",
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -121,9 +168,10 @@ def test_diverging_loss_stops_with_one_line_and_keeps_the_last_checkpoint(data, 
     match = re.fullmatch(
         r"error: step (\d+): (the loss is (nan|inf)|the weights are no longer finite .*); "
         r"training stopped and the last checkpoint, (\S+) \(step (\d+)\), is kept; lower --lr.*",
-        line)
+        line,
+    )
     assert match, line
     assert match[4] == str(run / "last.safetensors")
     kept = read_state(run / "last.safetensors")
-    assert kept.info["step"] == int(match[5]) < int(match[1])
+    assert kept.info["state"]["step"] == int(match[5]) < int(match[1])
     assert all(t.isfinite().all() for t in kept.model.values() if t.is_floating_point())

@@ -36,8 +36,7 @@ def test_layout_and_classes_json(root):
     spec = json.loads((root / "classes.json").read_text())
     assert spec == {
         "classes": ["background", "disc", "square", "triangle", "bar", "ring"],
-        "palette": [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128],
-                    [128, 0, 128]],
+        "palette": [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128]],
         "ignore_index": 255,
     }
 

@@ -13,14 +13,17 @@ import torch.nn.functional as F
 import yaml
 
 import fcnseg
-from fcnseg.config import TrainConfig
+from fcnseg import load as load_model
 from fcnseg.data import make_synthetic
 from fcnseg.errors import CheckpointError, FcnsegError
+from fcnseg.files.checkpoint import read_checkpoint as read_state
 from fcnseg.models import build_fcn
-from fcnseg.optim import SegmentationLoss, build_optimizer, lr_factor, param_groups
-from fcnseg.resume import load_model, read_state
-from fcnseg.train import EpochSampler, Trainer, init_from
-from fcnseg.train import train as run_training
+from fcnseg.training import Trainer, init_from
+from fcnseg.training import train as run_training
+from fcnseg.training.config import TrainConfig
+from fcnseg.training.distributed import EpochSampler
+from fcnseg.training.loss import SegmentationLoss
+from fcnseg.training.optim import build_optimizer, lr_factor, param_groups
 
 BACKBONE = "timm:test_resnet"
 
@@ -31,9 +34,19 @@ def data(tmp_path_factory) -> Path:
 
 
 def config(data: Path, out: Path, **changes) -> TrainConfig:
-    settings = dict(dataset="synthetic", root=str(data), backbone=BACKBONE, model="fcn8s",
-                    epochs=1, batch_size=2, crop=(32, 32), workers=0, device="cpu",
-                    out=str(out), seed=1)
+    settings = dict(
+        dataset="synthetic",
+        root=str(data),
+        backbone=BACKBONE,
+        model="fcn8s",
+        epochs=1,
+        batch_size=2,
+        crop=(32, 32),
+        workers=0,
+        device="cpu",
+        out=str(out),
+        seed=1,
+    )
     return TrainConfig(**{**settings, **changes})
 
 
@@ -62,10 +75,13 @@ def test_mean_and_sum_are_pytorch_cross_entropy_with_ignore() -> None:
     for weight in (None, w):
         mean = SegmentationLoss(ignore_index=255, reduction="mean", weight=weight)
         total = SegmentationLoss(ignore_index=255, reduction="sum", weight=weight)
-        torch.testing.assert_close(mean(logits, target), F.cross_entropy(
-            logits, target, weight=weight, ignore_index=255))
-        torch.testing.assert_close(total(logits, target), F.cross_entropy(
-            logits, target, weight=weight, ignore_index=255, reduction="sum"))
+        torch.testing.assert_close(
+            mean(logits, target), F.cross_entropy(logits, target, weight=weight, ignore_index=255)
+        )
+        torch.testing.assert_close(
+            total(logits, target),
+            F.cross_entropy(logits, target, weight=weight, ignore_index=255, reduction="sum"),
+        )
 
 
 def test_class_weights_scale_each_pixel_and_normalise_the_mean() -> None:
@@ -76,7 +92,8 @@ def test_class_weights_scale_each_pixel_and_normalise_the_mean() -> None:
     w = weight[torch.where(counted, target, 0)] * counted
     loss = SegmentationLoss(ignore_index=255, reduction="mean", weight=weight)
     assert loss(logits, target).item() == pytest.approx(
-        float((w * per_pixel).sum() / w.sum()), rel=1e-6)
+        float((w * per_pixel).sum() / w.sum()), rel=1e-6
+    )
 
 
 def test_loss_sampling_keeps_the_drawn_pixels_and_stays_on_scale() -> None:
@@ -85,10 +102,12 @@ def test_loss_sampling_keeps_the_drawn_pixels_and_stays_on_scale() -> None:
     logits, target = _logits_and_target()
     p = 0.5
     per_pixel = F.cross_entropy(logits, target, ignore_index=255, reduction="none")
-    kept = (torch.rand(target.shape, generator=torch.Generator().manual_seed(7)) < p)
+    kept = torch.rand(target.shape, generator=torch.Generator().manual_seed(7)) < p
     kept &= target != 255
-    for reduction, expected in (("sum", per_pixel[kept].sum() / p),
-                                ("mean", per_pixel[kept].mean())):
+    for reduction, expected in (
+        ("sum", per_pixel[kept].sum() / p),
+        ("mean", per_pixel[kept].mean()),
+    ):
         loss = SegmentationLoss(ignore_index=255, reduction=reduction, sampling=p)
         value = loss(logits, target, torch.Generator().manual_seed(7))
         assert value.item() == pytest.approx(expected.item(), rel=1e-6)
@@ -114,9 +133,15 @@ def test_paper_recipe_groups_biases_at_twice_the_rate_without_decay() -> None:
     model = build_fcn("fcn8s", num_classes=3, backbone=BACKBONE)
     cfg = TrainConfig(dataset="x", root="y", recipe="paper").resolved()
     assert (cfg.optimizer, cfg.momentum, cfg.lr, cfg.weight_decay, cfg.batch_size) == (
-        "sgd", 0.99, 1e-10, 5e-4, 1)
-    assert TrainConfig(dataset="x", root="y", recipe="paper", reduction="mean").resolved().lr \
-        == 1e-4
+        "sgd",
+        0.99,
+        1e-10,
+        5e-4,
+        1,
+    )
+    assert (
+        TrainConfig(dataset="x", root="y", recipe="paper", reduction="mean").resolved().lr == 1e-4
+    )
     groups = {g["name"]: g for g in param_groups(model, cfg)}
     assert groups["head.bias"]["lr"] == 2 * cfg.lr and groups["head.bias"]["weight_decay"] == 0
     assert groups["head.weight"]["lr"] == cfg.lr
@@ -144,7 +169,7 @@ def test_poly_schedule_with_warmup() -> None:
     factor = lr_factor(cfg, total_steps=100)
     assert factor(0) == pytest.approx(0.25 * (1.0) ** 0.9)
     assert factor(3) == pytest.approx(1.0 * (1 - 3 / 100) ** 0.9)
-    assert factor(50) == pytest.approx(0.5 ** 0.9)
+    assert factor(50) == pytest.approx(0.5**0.9)
     assert factor(100) == 0.0
     paper = lr_factor(TrainConfig(dataset="x", root="y", recipe="paper").resolved(), 100)
     assert {paper(s) for s in (0, 50, 99)} == {1.0}
@@ -156,16 +181,21 @@ def test_poly_schedule_with_warmup() -> None:
 def _loss_on(model: fcnseg.FCN, dataset) -> float:
     loss = SegmentationLoss(ignore_index=255)
     with torch.no_grad():
-        return float(np.mean([loss(model(model.normalization(image[None])), mask[None]).item()
-                              for image, mask in dataset]))
+        return float(
+            np.mean(
+                [
+                    loss(model(model.normalization(image[None])), mask[None]).item()
+                    for image, mask in dataset
+                ]
+            )
+        )
 
 
 def test_a_few_steps_reduce_the_loss_and_write_the_run(data, tmp_path) -> None:
     from fcnseg.data import build_dataset
 
     run = tmp_path / "run"
-    result = run_training(config(data, run, model="fcn32s", epochs=5, lr=1e-2,
-                                 scale=(1.0, 1.0)))
+    result = run_training(config(data, run, model="fcn32s", epochs=5, lr=1e-2, scale=(1.0, 1.0)))
     assert result["steps"] == 15  # 6 images in batches of 2, 5 epochs
     # The score layer starts at zero (§4.2): the untrained loss is exactly ln 6 everywhere.
     images = build_dataset("synthetic", data, "train")
@@ -175,17 +205,26 @@ def test_a_few_steps_reduce_the_loss_and_write_the_run(data, tmp_path) -> None:
     assert _loss_on(trained, images) < 0.75 * np.log(6)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert records == result["history"] and [r["epoch"] for r in records] == [1, 2, 3, 4, 5]
-    assert set(records[0]) >= {"epoch", "step", "train_loss", "lr", "pixel_acc", "mean_acc",
-                               "mean_iu", "fw_iu", "time"}
+    assert set(records[0]) >= {
+        "epoch",
+        "step",
+        "train_loss",
+        "lr",
+        "pixel_acc",
+        "mean_acc",
+        "mean_iu",
+        "fw_iu",
+        "time",
+    }
     best = max(records, key=lambda r: r["mean_iu"])
     assert result["best"]["epoch"] == best["epoch"]
     model = fcnseg.load(run / "best.safetensors")
-    assert model.meta["classes"][0] == "background" and model.meta["ignore_index"] == 255
-    assert model.meta["scores"]["mean_iu"] == best["mean_iu"]
+    assert model.meta.classes[0] == "background" and model.meta.ignore_index == 255
+    assert model.meta.extra["scores"]["mean_iu"] == best["mean_iu"]
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["batch_size"] == 2 and saved["optimizer"] == "adamw"
-    assert read_state(run / "last.safetensors").info["step"] == 15
+    assert read_state(run / "last.safetensors").info["state"]["step"] == 15
 
 
 def test_freeze_backbone_trains_only_the_new_layers(data, tmp_path) -> None:
@@ -244,8 +283,9 @@ def test_epoch_sampler_skips_exactly_the_samples_seen() -> None:
 def test_resume_gives_the_weights_of_the_uninterrupted_run(data, tmp_path, monkeypatch) -> None:
     # 3 batches an epoch, 2 batches a step: 2 steps an epoch, the second of one batch only;
     # half the pixels' losses sampled.
-    settings = dict(epochs=2, accumulate=2, loss_sampling=0.5, checkpoint_every=1,
-                    deterministic=True, lr=1e-2)
+    settings = dict(
+        epochs=2, accumulate=2, loss_sampling=0.5, checkpoint_every=1, deterministic=True, lr=1e-2
+    )
     whole = tmp_path / "whole"
     run_training(config(data, whole, **settings))
 
@@ -254,7 +294,7 @@ def test_resume_gives_the_weights_of_the_uninterrupted_run(data, tmp_path, monke
 
     def killed_after_step_3(self) -> None:
         real(self)
-        if self.step == 3:
+        if self.state.step == 3:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(Trainer, "checkpoint", killed_after_step_3)
@@ -262,23 +302,31 @@ def test_resume_gives_the_weights_of_the_uninterrupted_run(data, tmp_path, monke
         run_training(config(data, cut, **settings))
     monkeypatch.setattr(Trainer, "checkpoint", real)
     state = read_state(cut / "last.safetensors")
-    assert (state.info["epoch"], state.info["step_in_epoch"], state.info["step"]) == (1, 1, 3)
+    assert (
+        state.info["state"]["epoch"],
+        state.info["state"]["step_in_epoch"],
+        state.info["state"]["step"],
+    ) == (1, 1, 3)
 
     run_training(config(data, cut, resume=True, **settings))
     a, b = read_state(whole / "last.safetensors"), read_state(cut / "last.safetensors")
-    assert a.info["step"] == b.info["step"] == 4
+    assert a.info["state"]["step"] == b.info["state"]["step"] == 4
     for name, tensor in a.model.items():
         assert torch.equal(b.model[name], tensor), name
     for index, entry in a.optimizer["state"].items():
         for key, value in entry.items():
-            assert torch.equal(torch.as_tensor(b.optimizer["state"][index][key]),
-                               torch.as_tensor(value)), (index, key)
-    strip = [{k: v for k, v in h.items() if k != "time"} for h in a.info["history"]]
-    assert [{k: v for k, v in h.items() if k != "time"} for h in b.info["history"]] == strip
+            assert torch.equal(
+                torch.as_tensor(b.optimizer["state"][index][key]), torch.as_tensor(value)
+            ), (index, key)
+    strip = [{k: v for k, v in h.items() if k != "time"} for h in a.info["state"]["history"]]
+    assert [
+        {k: v for k, v in h.items() if k != "time"} for h in b.info["state"]["history"]
+    ] == strip
 
 
 def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(
-        data, tmp_path, monkeypatch) -> None:
+    data, tmp_path, monkeypatch
+) -> None:
     calls = {"n": 0}
     real = SegmentationLoss.forward
 
@@ -296,7 +344,7 @@ def test_a_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(
     assert f"{run / 'last.safetensors'} (step 2), is kept" in message
     assert "\n" not in message
     kept = read_state(run / "last.safetensors")
-    assert kept.info["step"] == 2
+    assert kept.info["state"]["step"] == 2
     assert all(t.isfinite().all() for t in kept.model.values() if t.is_floating_point())
 
 
@@ -312,8 +360,8 @@ def test_bad_settings_are_one_line_errors(data, tmp_path) -> None:
 def test_median_frequency_weights_reach_the_loss(data, tmp_path) -> None:
     cfg = config(data, tmp_path, class_weights="median-frequency").resolved()
     from fcnseg.data import build_dataset, median_frequency_weights
-    from fcnseg.train import Processes
+    from fcnseg.training.distributed import Processes
 
     trainer = Trainer(cfg, Processes("cpu"))
     expected = median_frequency_weights(build_dataset("synthetic", data, "train"))
-    assert torch.equal(trainer.loss.weight, expected) and expected.unique().numel() > 1
+    assert torch.equal(trainer.run.loss.weight, expected) and expected.unique().numel() > 1

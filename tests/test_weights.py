@@ -14,9 +14,9 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import fcnseg
-from fcnseg.backbones import efficientnet_lite0_imagenet
 from fcnseg.errors import CheckpointError
-from fcnseg.weights import read_state_dict
+from fcnseg.models.backbones import efficientnet_lite0_imagenet
+from fcnseg.models.weights import read_state_dict
 
 DATA = Path(__file__).parent / "data"
 

@@ -1,15 +1,21 @@
-"""Datasets, joint transforms and synthetic data for semantic segmentation."""
+"""Data: reading images and masks into the tensors of docs/CONTRACTS.md, dataset layouts by
+name, joint transforms and batching, class balance, and the synthetic set of the demo.
 
-from fcnseg.data.datasets import (
-    DATASETS,
-    SegmentationDataset,
-    build_dataset,
-    class_frequencies,
-    median_frequency_weights,
-)
-from fcnseg.data.readers import CamVidDataset, FolderDataset, SBDDataset, VOCDataset
-from fcnseg.data.synthetic import SyntheticDataset, make_synthetic
-from fcnseg.data.transforms import collate_pad, eval_transform, train_transform
+* :mod:`.decode`: one image or mask file → tensors, with one-line errors;
+* :mod:`.datasets`: the base reader and the :data:`DATASETS` registry;
+* :mod:`.readers`: the layouts (``folder``, ``camvid``, ``voc``, ``sbd``);
+* :mod:`.transforms`, :mod:`.balance`, :mod:`.checks`, :mod:`.synthetic`.
+
+Owns: everything between files on disk and (image, mask) tensors. May import: the registry
+and errors; never models, training or inference.
+"""
+
+from .balance import class_frequencies, median_frequency_weights
+from .checks import drop_samples, find_bad_samples
+from .datasets import DATASETS, SegmentationDataset, build_dataset, list_datasets, voc_palette
+from .readers import CamVidDataset, FolderDataset, SBDDataset, VOCDataset
+from .synthetic import SyntheticDataset, make_synthetic
+from .transforms import collate_pad, eval_transform, train_transform
 
 __all__ = [
     "DATASETS",
@@ -22,8 +28,12 @@ __all__ = [
     "build_dataset",
     "class_frequencies",
     "collate_pad",
+    "drop_samples",
     "eval_transform",
+    "find_bad_samples",
+    "list_datasets",
     "make_synthetic",
     "median_frequency_weights",
     "train_transform",
+    "voc_palette",
 ]

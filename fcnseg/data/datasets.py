@@ -1,6 +1,5 @@
-"""Segmentation datasets: the common base that reads and checks samples, the registry that lets
-configs and the CLI name a layout (the layouts are in :mod:`fcnseg.data.readers`), and SegNet's
-class balancing.
+"""Segmentation datasets: the common base that reads and checks samples, and the registry that
+lets configs and the CLI name a layout (the layouts are in :mod:`fcnseg.data.readers`).
 
 Every dataset yields ``(tv_tensors.Image uint8 3×H×W RGB, tv_tensors.Mask int64 H×W)`` as
 docs/CONTRACTS.md fixes; problems in the files surface as one-line ``DataError``s.
@@ -8,16 +7,18 @@ docs/CONTRACTS.md fixes; problems in the files surface as one-line ``DataError``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from fcnseg.data.reading import (
+from ..errors import DataError
+from ..registry import Registry
+from .decode import (
     MAX_PIXELS,
     Color,
     check_labels,
@@ -26,8 +27,9 @@ from fcnseg.data.reading import (
     to_labels,
     to_rgb_tensor,
 )
-from fcnseg.data.transforms import JointTransform
-from fcnseg.errors import DataError
+from .transforms import JointTransform
+
+__all__ = ["DATASETS", "SegmentationDataset", "build_dataset", "list_datasets", "voc_palette"]
 
 
 def voc_palette(n: int) -> list[Color]:
@@ -116,17 +118,8 @@ class SegmentationDataset(Dataset):
         )
 
 
-DATASETS: dict[str, type[SegmentationDataset]] = {}
-
-
-def register(name: str) -> Callable[[type[SegmentationDataset]], type[SegmentationDataset]]:
-    """Class decorator adding a reader to :data:`DATASETS` under ``name``."""
-
-    def add(cls: type[SegmentationDataset]) -> type[SegmentationDataset]:
-        DATASETS[name] = cls
-        return cls
-
-    return add
+#: Dataset readers by name: ``reader(root, split, *, transform, max_pixels, ...)``.
+DATASETS: Registry[type[SegmentationDataset]] = Registry("dataset", error=DataError)
 
 
 def build_dataset(
@@ -138,85 +131,9 @@ def build_dataset(
     **kwargs: Any,
 ) -> SegmentationDataset:
     """The dataset reader registered as ``name`` over ``root``/``split``."""
-    if name not in DATASETS:
-        known = ", ".join(sorted(DATASETS))
-        raise DataError(f"unknown dataset {name!r}; use one of: {known}")
     return DATASETS[name](Path(root), split, transform=transform, **kwargs)
 
 
-# --- class balance ---------------------------------------------------------------------------
-
-
-def class_frequencies(dataset: SegmentationDataset) -> torch.Tensor:
-    """SegNet's class frequencies (float64, one per class), from the masks alone.
-
-    ``freq_c`` = pixels of class c / all pixels of the images in which c appears (ignored ones
-    included, as SegNet counts); 0 for a class that never appears.
-    """
-    n = dataset.num_classes
-    class_pixels = np.zeros(n, dtype=np.int64)
-    image_pixels = np.zeros(n, dtype=np.int64)
-    for index in range(len(dataset)):
-        labels = dataset.load_mask(index).numpy()
-        # Labels are checked: classes or the ignore label, which gets the spare bin n.
-        counts = np.bincount(np.where(labels == dataset.ignore_index, n, labels).ravel(),
-                             minlength=n + 1)[:n]
-        class_pixels += counts
-        image_pixels += (counts > 0) * labels.size
-    freq = np.divide(class_pixels, image_pixels, out=np.zeros(n), where=image_pixels > 0)
-    return torch.from_numpy(freq)
-
-
-def median_frequency_weights(dataset: SegmentationDataset) -> torch.Tensor:
-    """Median frequency balancing (Eigen & Fergus; used by SegNet): ``median(freq) / freq_c``.
-
-    Loss weights (float32) that lift rare classes; a class absent from the data gets 0.
-    """
-    freq = class_frequencies(dataset)
-    median = torch.quantile(freq[freq > 0], 0.5)
-    return torch.where(freq > 0, median / freq.clamp(min=1e-12), 0.0).float()
-
-
-# --- bad samples -----------------------------------------------------------------------------
-
-
-class _Checked(Dataset):
-    """``(index, None)`` for a sample that reads and checks cleanly, else ``(index, message)``."""
-
-    def __init__(self, dataset: SegmentationDataset, indices: Sequence[int]) -> None:
-        self.dataset, self.indices = dataset, list(indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, position: int) -> tuple[int, str | None]:
-        index = self.indices[position]
-        try:
-            # What __getitem__ reads and checks, before any transform.
-            image = to_rgb_tensor(open_image(self.dataset.samples[index][0],
-                                             max_pixels=self.dataset.max_pixels))
-            check_same_size(image, self.dataset.load_mask(index), self.dataset.samples[index][1])
-        except DataError as error:
-            return index, str(error)
-        return index, None
-
-
-def find_bad_samples(dataset: SegmentationDataset, indices: Sequence[int] | None = None, *,
-                     workers: int = 0) -> dict[int, str]:
-    """Read and check every sample (or those of ``indices``) once; the bad ones' messages.
-
-    A sample is bad when its image or mask is unreadable or over the pixel limit, the mask's
-    size differs from the image's, or a label is neither a class nor the ignore label. This is
-    what ``--skip-bad`` runs up front, ``workers`` processes reading in parallel.
-    """
-    checked = _Checked(dataset, range(len(dataset)) if indices is None else indices)
-    loader = DataLoader(checked, batch_size=None, num_workers=workers)
-    return {index: message for index, message in loader if message is not None}
-
-
-def drop_samples(dataset: SegmentationDataset, bad: dict[int, str]) -> None:
-    """Remove the samples ``bad`` names from ``dataset``; refuse to leave it empty."""
-    if bad and len(bad) == len(dataset):
-        raise DataError(f"{dataset.samples[0][0].parent}: all {len(dataset)} samples are bad "
-                        f"(first: {bad[min(bad)]})")
-    dataset.samples = [s for i, s in enumerate(dataset.samples) if i not in bad]
+def list_datasets() -> list[str]:
+    """The dataset reader names :func:`build_dataset` knows."""
+    return DATASETS.names()

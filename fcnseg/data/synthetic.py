@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fcnseg.data.datasets import register, voc_palette
-from fcnseg.data.readers import FolderDataset
-from fcnseg.data.reading import MAX_PIXELS
-from fcnseg.data.transforms import JointTransform
-from fcnseg.errors import DataError
+from ..errors import DataError
+from .datasets import DATASETS, voc_palette
+from .decode import MAX_PIXELS
+from .readers import FolderDataset
+from .transforms import JointTransform
 
 CLASSES = ["background", "disc", "square", "triangle", "bar", "ring"]
 IGNORE_INDEX = 255
@@ -198,7 +198,7 @@ SHAPES: dict[int, Shape] = {
 }
 
 
-@register("synthetic")
+@DATASETS.register("synthetic")
 class SyntheticDataset(FolderDataset):
     """The ``folder`` reader over a root written by :func:`make_synthetic`.
 
@@ -222,7 +222,8 @@ class SyntheticDataset(FolderDataset):
         root = Path(root)
         if not (root / "classes.json").is_file():
             strangers = sorted(
-                p.name for p in (root.iterdir() if root.is_dir() else [])
+                p.name
+                for p in (root.iterdir() if root.is_dir() else [])
                 if p.name not in ("train", "val")
             )
             if strangers:

@@ -1,0 +1,68 @@
+"""The ``fcnseg`` command: a small dispatcher over one module per command.
+
+``fcnseg --help`` and ``fcnseg --version`` answer from this module alone, without importing
+torch; ``fcnseg COMMAND ...`` imports ``fcnseg.cli.COMMAND``, which declares its arguments
+(``add_arguments``) and runs (``run``). Mistakes a person can fix end as one line,
+``error: <message>``, on stderr with exit status 2 and no traceback; bad arguments get argparse's
+usage message (also status 2); an interruption exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import FcnsegError
+
+__all__ = ["COMMANDS", "main"]
+
+#: Command → (module under fcnseg.cli, one-line summary).
+COMMANDS = {
+    "train": ("train", "train an FCN"),
+    "eval": ("eval", "score a model on a dataset (§5 metrics)"),
+    "predict": ("predict", "segment images with a trained model"),
+    "export": ("export", "export a trained model (e.g. to ONNX)"),
+    "demo": ("demo", "train FCN-32s and FCN-8s on synthetic data and write a report"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser: the command names and ``--version``."""
+    parser = argparse.ArgumentParser(
+        prog="fcnseg", description="Fully Convolutional Networks for semantic segmentation."
+    )
+    parser.add_argument("--version", action="version", version=f"fcnseg {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, summary) in COMMANDS.items():
+        commands.add_parser(name, help=summary, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, rest = build_parser().parse_known_args(argv)
+    module_name, summary = COMMANDS[args.command]
+    try:
+        module = importlib.import_module(f"fcnseg.cli.{module_name}")
+        parser = argparse.ArgumentParser(
+            prog=f"fcnseg {args.command}", description=getattr(module, "DESCRIPTION", summary)
+        )
+        module.add_arguments(parser)
+        return int(module.run(parser.parse_args(rest)) or 0)
+    except FcnsegError as exc:
+        return _fail(str(exc))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}")
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2

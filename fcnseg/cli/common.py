@@ -1,0 +1,39 @@
+"""Argument types and reporting shared by the commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["non_negative", "positive", "report_skipped"]
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number ≥ 1."""
+    return _whole(text, 1)
+
+
+def non_negative(text: str) -> int:
+    """An argparse type: a whole number ≥ 0."""
+    return _whole(text, 0)
+
+
+def _whole(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, not {value}")
+    return value
+
+
+def report_skipped(messages: list[str], *, listed: bool) -> None:
+    """Tell on stderr which samples --skip-bad left out (or, if listed already, how many)."""
+    if not messages:
+        return
+    noun = f"{len(messages)} bad sample{'s' * (len(messages) != 1)}"
+    if listed:
+        print(f"skipped {noun} (listed at the start)", file=sys.stderr)
+    else:
+        print(f"skipped {noun}:", *(f"  {m}" for m in messages), sep="\n", file=sys.stderr)

@@ -1,0 +1,113 @@
+"""``fcnseg eval``: score a model on a dataset at full resolution (paper §5)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import non_negative, positive, report_skipped
+
+DESCRIPTION = (
+    "Score a model at full resolution: pixel accuracy, mean accuracy, mean IU, "
+    "frequency-weighted IU."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "checkpoint",
+        metavar="CKPT",
+        help="a model file (best.safetensors) or a training checkpoint",
+    )
+    parser.add_argument("--dataset", required=True, help="dataset reader")
+    parser.add_argument("--root", required=True, help="dataset root directory")
+    parser.add_argument("--split", default="val", help="split to score (default: val)")
+    parser.add_argument("--json", metavar="FILE", help="write the scores, per class, as JSON")
+    parser.add_argument("--plot", metavar="FILE", help="write the confusion matrix as a PNG")
+    parser.add_argument(
+        "--boundary",
+        type=positive,
+        metavar="PX",
+        help="also score the pixels within PX pixels of a label boundary",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive,
+        default=1,
+        help="images per forward pass, padded with the ignore label (default: 1)",
+    )
+    parser.add_argument("--workers", type=non_negative, default=0, help="data loader processes")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
+    parser.add_argument(
+        "--max-pixels",
+        type=positive,
+        metavar="N",
+        help="refuse images of more pixels than N, a decompression-bomb guard "
+        "(default: Pillow's 178,956,970)",
+    )
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="check every sample first; skip and list the unreadable or "
+        "inconsistent ones instead of stopping at the first",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data import build_dataset, drop_samples, find_bad_samples
+    from ..device import resolve_device
+    from ..errors import FcnsegError
+    from ..evaluation import evaluate, format_table, plot_confusion, write_json
+    from ..files import atomic_write, load
+
+    device = resolve_device(args.device)
+    model = load(args.checkpoint, map_location=str(device))
+    reading = {"max_pixels": args.max_pixels} if args.max_pixels else {}
+    dataset = build_dataset(args.dataset, args.root, args.split, **reading)
+    if model.num_classes != dataset.num_classes:
+        raise FcnsegError(
+            f"{args.checkpoint}: model has {model.num_classes} classes but "
+            f"{args.dataset} at {args.root} has {dataset.num_classes}; evaluate "
+            "on the dataset the model was trained for"
+        )
+    trained = model.meta.classes
+    if trained and list(trained) != dataset.classes:
+        print(
+            f"warning: {args.checkpoint} was trained with classes {list(trained)}; "
+            f"scoring them as {dataset.classes}",
+            file=sys.stderr,
+        )
+    skipped: list[str] = []
+    if args.skip_bad:
+        bad = find_bad_samples(dataset, workers=args.workers)
+        drop_samples(dataset, bad)
+        skipped = [bad[i] for i in sorted(bad)]
+    result = evaluate(
+        model,
+        dataset,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=device,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        boundary=args.boundary,
+    )
+    print(f"{args.checkpoint} on {args.dataset} {args.split} ({result['images']} images)\n")
+    print(format_table(result, dataset.classes))
+    if "boundary" in result:
+        band = result["boundary"]
+        print(
+            f"\nwithin {band['width']} px of a boundary: pixel acc. "
+            f"{band['pixel_acc']:.2%}, mean IU {band['mean_iu']:.2%}"
+        )
+    if args.json:
+        write_json(result, args.json)
+    if args.plot:
+        matrix = torch.tensor(result["confusion"])
+        atomic_write(args.plot, lambda tmp: plot_confusion(matrix, dataset.classes, tmp))
+    report_skipped(skipped, listed=False)
+    return 0

@@ -1,0 +1,22 @@
+"""The on-disk layouts of the datasets FCN and its successors train on, each registered by name.
+
+``folder`` (a generic images/ + masks/ tree), ``camvid`` (SegNet's release), ``voc`` (PASCAL
+VOC 2011/2012) and ``sbd`` (Semantic Boundaries Dataset, MATLAB masks). Each reader only finds
+the files and describes the classes; :class:`~fcnseg.data.datasets.SegmentationDataset` reads
+and checks them. To add a layout, write a module here with a class under
+``@DATASETS.register("name")`` and import it below.
+"""
+
+from .camvid import CAMVID_CLASSES, CAMVID_PALETTE, CamVidDataset
+from .folder import FolderDataset
+from .voc import VOC_CLASSES, SBDDataset, VOCDataset
+
+__all__ = [
+    "CAMVID_CLASSES",
+    "CAMVID_PALETTE",
+    "VOC_CLASSES",
+    "CamVidDataset",
+    "FolderDataset",
+    "SBDDataset",
+    "VOCDataset",
+]

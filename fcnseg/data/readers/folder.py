@@ -1,0 +1,128 @@
+"""``folder``: the generic layout for a user's own data, ``ROOT/<split>/{images,masks}``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ...errors import DataError
+from ..datasets import DATASETS, SegmentationDataset
+from ..decode import MAX_PIXELS, Color, open_image, to_labels
+from ..transforms import JointTransform
+from .pairing import pair_by_stem
+
+__all__ = ["FolderDataset"]
+
+
+@DATASETS.register("folder")
+class FolderDataset(SegmentationDataset):
+    """``ROOT/<split>/images/*`` with ``ROOT/<split>/masks/*`` of the same file stem.
+
+    Masks are class-index PNGs (``L``/``P``/``I``: the pixel value is the class) or RGB
+    colour-coded with the palette. ``ROOT/classes.json`` describes the classes::
+
+        {"classes": ["background", "cat"], "palette": [[0, 0, 0], [128, 0, 0]],
+         "ignore_index": 255, "ignore_color": [224, 224, 192]}
+
+    where ``palette``, ``ignore_index`` (default 255) and ``ignore_color`` (the RGB of ignored
+    pixels in colour-coded masks; default none) are optional. Without classes.json, pass
+    ``num_classes``; failing that it is inferred as one more than the largest label in the
+    split's masks (ignore label 255 aside), which reads every mask once and needs index masks.
+    Classes then are named ``class_0``, ``class_1``, … and coloured with the VOC palette, which
+    is also how colour-coded masks are then decoded.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        split: str,
+        *,
+        transform: JointTransform | None = None,
+        num_classes: int | None = None,
+        max_pixels: int = MAX_PIXELS,
+    ) -> None:
+        root = Path(root)
+        samples = pair_by_stem(root / split / "images", root / split / "masks")
+        description = root / "classes.json"
+        if description.is_file():
+            classes, palette, ignore_index, ignore_color = _read_classes_json(description)
+        else:
+            palette, ignore_index, ignore_color = None, 255, None
+            if num_classes is None:
+                num_classes = _infer_num_classes(samples, ignore_index, max_pixels)
+            classes = [f"class_{i}" for i in range(num_classes)]
+        super().__init__(
+            samples,
+            classes=classes,
+            palette=palette,
+            ignore_index=ignore_index,
+            ignore_color=ignore_color,
+            transform=transform,
+            max_pixels=max_pixels,
+        )
+
+
+def _read_classes_json(path: Path) -> tuple[list[str], list[Color] | None, int, Color | None]:
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{path}: not valid JSON ({error}); fix the file") from None
+    classes = spec.get("classes") if isinstance(spec, dict) else None
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise DataError(f'{path}: needs "classes": a non-empty list of class names')
+    palette = spec.get("palette")
+    if palette is not None:
+        if not (
+            isinstance(palette, list)
+            and len(palette) == len(classes)
+            and all(_is_color(c) for c in palette)
+        ):
+            raise DataError(
+                f'{path}: "palette" must list one [r, g, b] (0–255) per class '
+                f"({len(classes)} classes)"
+            )
+        palette = [tuple(c) for c in palette]
+        if len(set(palette)) != len(palette):
+            raise DataError(f'{path}: "palette" repeats a colour; give every class its own')
+    ignore_index = spec.get("ignore_index", 255)
+    if not isinstance(ignore_index, int) or 0 <= ignore_index < len(classes):
+        raise DataError(
+            f'{path}: "ignore_index" must be an integer outside the classes 0–{len(classes) - 1}'
+        )
+    ignore_color = spec.get("ignore_color")
+    if ignore_color is not None:
+        if not _is_color(ignore_color):
+            raise DataError(f'{path}: "ignore_color" must be [r, g, b] with values 0–255')
+        ignore_color = tuple(ignore_color)
+    return classes, palette, ignore_index, ignore_color
+
+
+def _is_color(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(v, int) and 0 <= v <= 255 for v in value)
+    )
+
+
+def _infer_num_classes(samples: list[tuple[Path, Path]], ignore_index: int, max_pixels: int) -> int:
+    largest = -1
+    for _, mask_path in samples:
+        # No palette yet: a colour-coded mask is refused, asking for classes.json.
+        labels = to_labels(
+            open_image(mask_path, max_pixels=max_pixels),
+            mask_path,
+            palette=None,
+            ignore_index=ignore_index,
+            ignore_color=None,
+        )
+        labels = labels[labels != ignore_index]
+        if labels.size:
+            largest = max(largest, int(labels.max()))
+    if largest < 0:
+        raise DataError(
+            f"{samples[0][1].parent}: masks hold no labels besides ignore ({ignore_index}); "
+            "pass num_classes or write classes.json"
+        )
+    return largest + 1

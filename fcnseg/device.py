@@ -1,0 +1,48 @@
+"""Where computation runs: the device a name means, and mixed precision on it.
+
+Shared by training, evaluation and inference; it imports torch and nothing of fcnseg's but
+its errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .errors import ConfigError
+
+__all__ = ["autocast", "resolve_device"]
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``"auto"`` is CUDA when there is a GPU, else the CPU; ``cuda:N`` must exist."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"--device {name}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name} but no CUDA device is visible; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"--device {name}: only {torch.cuda.device_count()} CUDA "
+                "device(s) are visible; use a lower index"
+            )
+    elif device.type != "cpu":
+        raise ConfigError(f"--device {name}: not supported; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """Mixed precision for ``amp`` in ``off``, ``bf16``, ``fp16`` (fp16 only on CUDA)."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16")
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)

@@ -1,0 +1,231 @@
+"""Scoring a model on a dataset with the four metrics of §5, at each image's full resolution.
+
+FCNs take whole images of any size (§3), so evaluation neither crops nor resizes: images go
+one at a time, or in batches padded with the ignore label so that padding never counts.
+Optionally the scores are also taken within a band of ``boundary`` pixels around the
+ground-truth label boundaries, where the coarse FCN-32s and the fine FCN-8s differ most
+(§4.2, Figure 4).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from ..data import SegmentationDataset, collate_pad
+from ..device import autocast, resolve_device
+from ..errors import FcnsegError
+from ..files.atomic import atomic_write
+from ..models import FCN
+from .metrics import METRICS, ConfusionMatrix
+
+__all__ = ["as_json", "boundary_band", "confusion", "evaluate", "write_json"]
+
+
+def boundary_band(target: Tensor, width: int) -> Tensor:
+    """Pixels within ``width`` pixels of a label change in N×H×W ``target`` (ignore labels
+    included: a void outline marks a boundary too).
+
+    A pixel lies on a boundary where its 3×3 neighbourhood holds two labels (max ≠ min); the
+    band is that set dilated by max pooling with a (2·width+1)² window.
+    """
+    x = target[:, None].float()
+    high = F.max_pool2d(x, 3, stride=1, padding=1)
+    low = -F.max_pool2d(-x, 3, stride=1, padding=1)
+    edge = (high != low).float()
+    if width > 0:
+        edge = F.max_pool2d(edge, 2 * width + 1, stride=1, padding=width)
+    return edge[:, 0] > 0
+
+
+def _collate(
+    batch: list[tuple[Tensor, Tensor]], ignore_index: int
+) -> tuple[Tensor, Tensor, list[tuple[int, int]]]:
+    """:func:`collate_pad`, and each image's own height and width."""
+    images, masks = collate_pad(batch, ignore_index)
+    return images, masks, [tuple(image.shape[-2:]) for image, _ in batch]
+
+
+def _batches(
+    model: FCN,
+    dataset: Dataset,
+    *,
+    ignore_index: int,
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+    amp: str,
+    channels_last: bool,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """(predicted classes, target) per batch, on ``device``."""
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=functools.partial(_collate, ignore_index=ignore_index),
+        pin_memory=device.type == "cuda",
+    )
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    was_training = model.training
+    model.eval()
+    try:
+        for images, masks, sizes in loader:
+            # Inference mode around the model only: a ``with`` block held open across the
+            # ``yield`` would run the caller's code in inference mode too, turning its running
+            # counts into inference tensors that cannot be all-reduced in place.
+            with torch.inference_mode():
+                x = model.normalization(images.to(device, non_blocking=True))
+                for i, (h, w) in enumerate(sizes):
+                    # Pad with the mean colour (0 after normalisation), as the FCN pads its
+                    # input itself, so a padded batch predicts as the images one by one would.
+                    x[i, :, h:] = 0
+                    x[i, :, :, w:] = 0
+                with autocast(device, amp):
+                    logits = model(x.contiguous(memory_format=memory))
+                pred = logits.argmax(1)
+            yield pred, masks.to(device, non_blocking=True)
+    finally:
+        model.train(was_training)
+
+
+def confusion(
+    model: FCN,
+    dataset: Dataset,
+    *,
+    num_classes: int,
+    ignore_index: int,
+    batch_size: int = 1,
+    workers: int = 0,
+    device: torch.device | None = None,
+    amp: str = "off",
+    channels_last: bool = False,
+    boundary: int | None = None,
+) -> tuple[ConfusionMatrix, ConfusionMatrix | None]:
+    """The confusion matrix of ``model`` over ``dataset`` (and over its boundary band).
+
+    Counts are exact sums over pixels, so matrices from shards of a dataset add up to the
+    matrix of the whole (what distributed validation all-reduces).
+    """
+    device = device or next(model.parameters()).device
+    whole = ConfusionMatrix(num_classes, ignore_index=ignore_index)
+    band = ConfusionMatrix(num_classes, ignore_index=ignore_index) if boundary is not None else None
+    for pred, target in _batches(
+        model,
+        dataset,
+        ignore_index=ignore_index,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        amp=amp,
+        channels_last=channels_last,
+    ):
+        whole.update(pred, target)
+        if band is not None:
+            near = boundary_band(target, boundary)
+            band.update(pred, torch.where(near, target, ignore_index))
+    return whole, band
+
+
+def summarize(matrix: ConfusionMatrix, classes: list[str]) -> dict[str, Any]:
+    """Scores of a confusion matrix with the class names and the counts."""
+    return {**matrix.scores(), "classes": list(classes), "confusion": matrix.matrix.tolist()}
+
+
+def evaluate(
+    model: FCN,
+    dataset: SegmentationDataset,
+    *,
+    batch_size: int = 1,
+    workers: int = 0,
+    device: str | torch.device = "auto",
+    amp: str = "off",
+    channels_last: bool = False,
+    boundary: int | None = None,
+) -> dict[str, Any]:
+    """Score ``model`` on ``dataset`` at full resolution.
+
+    Args:
+        model: the FCN; moved to ``device``.
+        dataset: a segmentation dataset (its transform should leave images whole).
+        batch_size: images per forward pass, padded with the ignore label.
+        workers: data-loading processes.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a device.
+        amp: ``"off"``, ``"bf16"`` or ``"fp16"``.
+        channels_last: run in NHWC layout.
+        boundary: also score pixels within this many pixels of a label boundary.
+
+    Returns:
+        ``pixel_acc``, ``mean_acc``, ``mean_iu``, ``fw_iu``, ``per_class_iu``,
+        ``per_class_acc``, ``classes``, ``confusion`` (rows truth, columns prediction),
+        ``images``, and with ``boundary`` a ``boundary`` dict of the same scores plus ``width``.
+
+    Raises:
+        FcnsegError: the model scores another number of classes than the dataset has.
+    """
+    if model.num_classes != dataset.num_classes:
+        raise FcnsegError(
+            f"the model scores {model.num_classes} classes but the dataset has "
+            f"{dataset.num_classes}; evaluate it on the dataset it was trained for"
+        )
+    device = resolve_device(device) if isinstance(device, str) else device
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    whole, band = confusion(
+        model.to(device),
+        dataset,
+        num_classes=dataset.num_classes,
+        ignore_index=dataset.ignore_index,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        amp=amp,
+        channels_last=channels_last,
+        boundary=boundary,
+    )
+    result = {**summarize(whole, dataset.classes), "images": len(dataset)}
+    if band is not None:
+        result["boundary"] = {"width": boundary, **band.scores()}
+    return result
+
+
+def _finite(value: Any) -> Any:
+    """NaN (a class absent from truth and prediction) as JSON null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def as_json(result: dict[str, Any]) -> dict[str, Any]:
+    """An :func:`evaluate` result for JSON: the per-class scores named, NaN as null."""
+    per_class = [
+        {"class": name, "iu": iu, "acc": acc}
+        for name, iu, acc in zip(
+            result["classes"], result["per_class_iu"], result["per_class_acc"], strict=True
+        )
+    ]
+    out = {
+        **{k: result[k] for k in METRICS},
+        "per_class": per_class,
+        **{k: v for k, v in result.items() if k not in (*METRICS, "per_class_iu", "per_class_acc")},
+    }
+    return _finite(out)
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> None:
+    """Write an :func:`evaluate` result as JSON (:func:`as_json`), atomically."""
+    text = json.dumps(as_json(result), indent=2) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))

@@ -1,0 +1,176 @@
+"""Choosing the arithmetic: which reduced precisions the hardware computes natively, and which
+of them keeps the answer (the class map of fp32 on :data:`AGREEMENT` of the pixels) fastest.
+
+The choice is measured on the user's machine at run time, never decided in advance:
+:func:`choose_precision` runs every candidate on a calibration sample and returns a
+:class:`Calibration` record of what it measured and what it chose.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "AGREEMENT",
+    "CALIBRATION_SIZE",
+    "PRECISIONS",
+    "Calibration",
+    "auto_candidates",
+    "choose_precision",
+    "cpu_has_bf16",
+    "cpu_has_fp16",
+    "warn_if_emulated",
+]
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+# ``precision="auto"`` considers a reduced precision only if its class map agrees with fp32's on
+# at least this share of the pixels of a calibration image.
+AGREEMENT = 0.995
+# The calibration image is cut to at most this size: enough pixels for a share to 0.1%, at a
+# fraction of a full image's cost.
+CALIBRATION_SIZE = 256
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AMX tiles or AVX-512 BF16).
+
+    Without them oneDNN emulates bf16 and it is slower than fp32, so the rule is by instruction
+    set, not by what oneDNN accepts.
+    """
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+@lru_cache(maxsize=1)
+def cpu_has_fp16() -> bool:
+    """Whether this CPU computes in float16 natively (AVX-512 FP16 or AMX FP16)."""
+    if getattr(torch.cpu, "_is_amx_fp16_supported", lambda: False)():
+        return True
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.exists() and " avx512_fp16" in cpuinfo.read_text()
+
+
+def auto_candidates(device: torch.device) -> tuple[str, ...]:
+    """The reduced precisions ``auto`` tries on ``device``: those the hardware computes
+    natively (emulated ones are slower than fp32)."""
+    if device.type == "cuda":
+        return ("bf16", "fp16") if torch.cuda.is_bf16_supported() else ("fp16",)
+    if device.type != "cpu":
+        return ()
+    return tuple(p for p, native in (("bf16", cpu_has_bf16()), ("fp16", cpu_has_fp16())) if native)
+
+
+def warn_if_emulated(precision: str, device: torch.device) -> None:
+    """Warn when ``precision`` was asked for on a CPU that would only emulate it."""
+    if device.type == "cpu" and precision == "bf16" and not cpu_has_bf16():
+        warnings.warn(
+            "this CPU has no bf16 instructions: bf16 is emulated and slower than fp32", stacklevel=4
+        )
+    if device.type == "cpu" and precision == "fp16" and not cpu_has_fp16():
+        warnings.warn(
+            "this CPU has no fp16 instructions: fp16 is emulated and slower than "
+            "fp32; prefer bf16 or auto",
+            stacklevel=4,
+        )
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What calibration measured: each precision tried, the share of pixels whose class it
+    gives as fp32 does, the seconds of those timed (only when there was a choice), and the
+    precision chosen."""
+
+    chosen: str
+    agreement: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def choose_precision(
+    labels: Callable[[str], Tensor], candidates: Sequence[str], *, forced: bool = False
+) -> Calibration:
+    """Measure ``candidates`` against fp32 and choose.
+
+    Args:
+        labels: the class map of the calibration sample at a precision (waits for the device:
+            its result is on the CPU or synchronised).
+        candidates: the reduced precisions to try.
+        forced: the one candidate was asked for by name: it is checked (and a disagreement
+            warned about), not chosen against fp32.
+    """
+    reference = labels("fp32")
+    agree = {"fp32": 1.0, **{p: (labels(p) == reference).float().mean().item() for p in candidates}}
+    if forced:
+        (chosen,) = candidates
+        if agree[chosen] < AGREEMENT:
+            warnings.warn(
+                f"{chosen} agrees with fp32 on {agree[chosen]:.2%} of the pixels, "
+                f"under {AGREEMENT:.1%}",
+                stacklevel=3,
+            )
+        return Calibration(chosen, agree)
+    kept = ["fp32"] + [p for p in candidates if agree[p] >= AGREEMENT]
+    if len(kept) == 1:
+        shares = ", ".join(f"{p} on {agree[p]:.2%}" for p in candidates)
+        warnings.warn(
+            f"reduced precision agrees with fp32 on too few pixels ({shares}, "
+            f"under {AGREEMENT:.1%}): using fp32",
+            stacklevel=3,
+        )
+        return Calibration("fp32", agree)
+    # The runs above built each network and warmed it up: now the best of two timed runs each.
+    seconds = {p: min(_seconds(lambda p=p: labels(p)) for _ in range(2)) for p in kept}
+    return Calibration(min(seconds, key=seconds.get), agree, seconds)
+
+
+def plan(
+    precision: str, backend: Any, device: torch.device
+) -> tuple[tuple[str, ...], Calibration | None]:
+    """What calibration will try for a requested ``precision`` on ``backend`` (a
+    :class:`~.backends.Backend`) and ``device``, and the settled :class:`Calibration` when
+    there is nothing to measure."""
+    if precision == "auto":
+        candidates = backend.candidates(device)
+    else:
+        candidates = ("int8",) if precision == "int8" else ()
+        warn_if_emulated(precision, device)
+    settled = None if candidates else Calibration("fp32" if precision == "auto" else precision)
+    return candidates, settled
+
+
+def calibrate(backend: Any, batch: Tensor, candidates: Sequence[str]) -> Calibration:
+    """Choose the precision of ``backend`` (a :class:`~.backends.Backend`) on a uint8 batch.
+
+    ``candidates`` is ``("int8",)`` when int8 was asked for: the quantisation's activation
+    ranges are calibrated on the batch and a disagreement with fp32 is warned about. Otherwise
+    the centre of the first image (at most :data:`CALIBRATION_SIZE` pixels square) is run at
+    fp32 and at each candidate, and :func:`choose_precision` decides.
+    """
+    x = batch[:1]
+    top, left = [max(0, (n - CALIBRATION_SIZE) // 2) for n in x.shape[-2:]]
+    x = x[..., top : top + CALIBRATION_SIZE, left : left + CALIBRATION_SIZE]
+    span = (0, x.shape[-2]), (0, x.shape[-1])
+
+    def labels(precision: str) -> Tensor:
+        bands = backend.scores(x, *span, precision)
+        return torch.cat([s.max(1).indices for s in bands], -2).cpu()
+
+    forced = tuple(candidates) == ("int8",)
+    with torch.inference_mode():
+        if forced:
+            backend.quantize(batch)
+        return choose_precision(labels, candidates, forced=forced)

@@ -1,0 +1,163 @@
+"""What a backbone is, and the registry that builds one by name (paper §4.1).
+
+A backbone is a classification net laid out as one named sequence of layers with *taps*: the
+layers whose outputs the skip architecture scores, keyed by their stride (8, 16, 32).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from ...blocks.geometry import IDENTITY, Field, GeometryError, receptive_field
+from ...errors import CheckpointError, ConfigError
+from ..normalization import Normalization
+from ..registries import BACKBONES
+from ..weights import read_state_dict
+
+__all__ = ["BACKBONES", "Backbone", "Pretrained", "build_backbone", "list_backbones"]
+
+Pretrained = bool | str | Path
+GEOMETRIES = ("modern", "caffe")
+
+
+class Backbone(nn.Sequential):
+    """A classification net as a named sequence of layers with taps at strides 8, 16, 32.
+
+    ``forward`` returns ``{stride: features}`` for each tap and stops after the deepest one.
+    ``field(stride)`` is the receptive field of a tap, composed layer by layer (§3.1).
+    """
+
+    def __init__(
+        self,
+        layers: OrderedDict[str, nn.Module],
+        *,
+        taps: dict[int, str],
+        normalization: Normalization,
+    ) -> None:
+        super().__init__(layers)
+        self.taps = dict(sorted(taps.items()))
+        self.normalization = normalization
+        self.channels, self.min_size = self._probe()
+
+    def forward(self, x: Tensor) -> dict[int, Tensor]:
+        wanted = {name: stride for stride, name in self.taps.items()}
+        out: dict[int, Tensor] = {}
+        for name, layer in self.named_children():
+            x = layer(x)
+            if name in wanted:
+                out[wanted[name]] = x
+                if len(out) == len(wanted):
+                    break
+        return out
+
+    def field(self, stride: int) -> Field:
+        """The tap's receptive field. For a net with global context inside (squeeze-excite) or
+        ops without a field rule, the extent is unbounded and the offset is taken as 0, the
+        alignment of symmetric padding that PyTorch nets use."""
+        f = IDENTITY
+        for name, layer in self.named_children():
+            try:
+                f = receptive_field(layer, f)
+            except GeometryError as exc:
+                warnings.warn(
+                    f"receptive field of the stride-{stride} tap unknown ({exc}); "
+                    "assuming top-left alignment",
+                    stacklevel=2,
+                )
+                return Field(size=math.inf, stride=stride, offset=0.0)
+            if name == self.taps[stride]:
+                return f
+        raise KeyError(stride)
+
+    @torch.no_grad()
+    def _probe(self) -> tuple[dict[int, int], int]:
+        """Tap channels, and the smallest input (a multiple of the output stride) it accepts."""
+        was_training, stride = self.training, max(self.taps)
+        self.eval()
+        try:
+            for size in range(stride, 8 * stride + 1, stride):
+                try:
+                    feats = self(torch.zeros(1, 3, size, size))
+                except RuntimeError:
+                    continue  # too small for some layer's kernel
+                return {s: f.shape[1] for s, f in feats.items()}, size
+            raise ValueError("the backbone accepts no input up to 8× its output stride")
+        finally:
+            self.train(was_training)
+
+
+def build_backbone(
+    name: str, *, geometry: str = "modern", pretrained: Pretrained = False
+) -> Backbone:
+    """A backbone by name: one of :func:`list_backbones` or ``"timm:<model name>"``."""
+    if geometry not in GEOMETRIES:
+        raise ConfigError(f"geometry must be 'modern' or 'caffe', not {geometry!r}")
+    if name.startswith("timm:"):
+        return BACKBONES["timm"](name[5:], geometry=geometry, pretrained=pretrained)
+    if name == "timm":
+        raise ConfigError("backbone 'timm' needs a model name: 'timm:<model name>'")
+    return BACKBONES[name](geometry=geometry, pretrained=pretrained)
+
+
+def list_backbones() -> list[str]:
+    """The backbone names :func:`build_backbone` knows (``timm`` takes ``timm:<name>``)."""
+    return BACKBONES.names()
+
+
+def modern_only(name: str, geometry: str) -> None:
+    """Refuse the reference geometry for a net the reference never had."""
+    if geometry != "modern":
+        raise ConfigError(
+            f"geometry={geometry!r} is defined for the reference nets vgg16 and "
+            f"alexnet; use geometry='modern' with {name}"
+        )
+
+
+# ---------------------------------------------------------------- torchvision weights
+
+
+def _torchvision_state(name: str, pretrained: Pretrained) -> dict[str, Tensor] | None:
+    if pretrained is False:
+        return None
+    if pretrained is True:  # torchvision's own mechanism: downloads once into its cache
+        # torch.hub loads with weights_only=False unless told: never run a downloaded pickle.
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+        return weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
+    return read_state_dict(pretrained)
+
+
+def load_strict(model: nn.Module, state: dict[str, Tensor], what: str, source: Pretrained) -> None:
+    """Load ``state`` into ``model`` exactly, or say which tensor does not fit."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    shaped = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or extra or shaped:
+        detail = (
+            f"missing {missing[:3]}"
+            if missing
+            else f"unexpected {extra[:3]}"
+            if extra
+            else f"{shaped[0]} is {tuple(state[shaped[0]].shape)}, "
+            f"expected {tuple(own[shaped[0]].shape)}"
+        )
+        raise CheckpointError(
+            f"{source}: not {what} weights ({detail}); pass a weight file made for {what}"
+        )
+    model.load_state_dict(state)
+
+
+def torchvision_net(name: str, pretrained: Pretrained, **kwargs: object) -> nn.Module:
+    """torchvision's classifier ``name``, with ImageNet weights or a weight file's."""
+    model = torchvision.models.get_model(name, weights=None, **kwargs)
+    state = _torchvision_state(name, pretrained)
+    if state is not None:
+        load_strict(model, state, f"torchvision {name}", pretrained)
+    return model

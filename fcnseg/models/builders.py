@@ -1,0 +1,132 @@
+"""The model builders, in the style of torchvision's ``models.segmentation``: one small
+function per variant, keyword-only arguments, registered by name in :data:`MODELS`."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .backbones import Pretrained, build_backbone
+from .fcn import FCN
+from .meta import MAX_CLASSES, ModelMeta
+from .registries import MODELS
+
+__all__ = ["MODELS", "build_fcn", "fcn8s", "fcn16s", "fcn32s", "list_models"]
+
+
+def _build(
+    variant: str,
+    skips: tuple[int, ...],
+    *,
+    num_classes: int,
+    backbone: str,
+    geometry: str,
+    pretrained_backbone: Pretrained,
+    at_once: bool,
+) -> FCN:
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, int)
+        or not 1 <= num_classes <= MAX_CLASSES
+    ):
+        raise ConfigError(
+            f"num_classes must be a whole number in 1–{MAX_CLASSES}, not {num_classes!r}"
+        )
+    net = build_backbone(backbone, geometry=geometry, pretrained=pretrained_backbone)
+    meta = ModelMeta(
+        variant=variant,
+        backbone=backbone,
+        geometry=geometry,
+        num_classes=num_classes,
+        normalization=net.normalization,
+        at_once=at_once,
+    )
+    return FCN(
+        net, num_classes=num_classes, skips=skips, geometry=geometry, at_once=at_once, meta=meta
+    )
+
+
+@MODELS.register("fcn32s")
+def fcn32s(
+    *,
+    num_classes: int,
+    backbone: str = "vgg16",
+    geometry: str = "modern",
+    pretrained_backbone: Pretrained = False,
+    at_once: bool = False,
+) -> FCN:
+    """FCN-32s: class scores on the deepest layer, upsampled 32× (§4.1).
+
+    Args:
+        num_classes: number of classes.
+        backbone: a name of :func:`fcnseg.list_backbones` (``"vgg16"``, ``"alexnet"``,
+            ``"googlenet"``, ``"resnet50"``, ``"efficientnet_lite0"``) or
+            ``"timm:<model name>"``.
+        geometry: ``"modern"`` (size-keeping padding) or ``"caffe"`` (the reference nets).
+        pretrained_backbone: ``True`` for ImageNet weights, or the path of a weight file.
+        at_once: no effect without skips; accepted for a uniform signature.
+
+    Returns:
+        The :class:`FCN`; its ``forward`` returns N×num_classes×H×W logits.
+    """
+    return _build(
+        "fcn32s",
+        (),
+        num_classes=num_classes,
+        backbone=backbone,
+        geometry=geometry,
+        pretrained_backbone=pretrained_backbone,
+        at_once=at_once,
+    )
+
+
+@MODELS.register("fcn16s")
+def fcn16s(
+    *,
+    num_classes: int,
+    backbone: str = "vgg16",
+    geometry: str = "modern",
+    pretrained_backbone: Pretrained = False,
+    at_once: bool = False,
+) -> FCN:
+    """FCN-16s: adds the stride-16 ``pool4`` skip (§4.2). Arguments as :func:`fcn32s`;
+    ``at_once`` scales ``pool4`` by 0.01."""
+    return _build(
+        "fcn16s",
+        (16,),
+        num_classes=num_classes,
+        backbone=backbone,
+        geometry=geometry,
+        pretrained_backbone=pretrained_backbone,
+        at_once=at_once,
+    )
+
+
+@MODELS.register("fcn8s")
+def fcn8s(
+    *,
+    num_classes: int,
+    backbone: str = "vgg16",
+    geometry: str = "modern",
+    pretrained_backbone: Pretrained = False,
+    at_once: bool = False,
+) -> FCN:
+    """FCN-8s: adds the ``pool4`` and ``pool3`` skips (§4.2). Arguments as :func:`fcn32s`;
+    ``at_once`` scales ``pool4`` by 0.01 and ``pool3`` by 0.0001."""
+    return _build(
+        "fcn8s",
+        (16, 8),
+        num_classes=num_classes,
+        backbone=backbone,
+        geometry=geometry,
+        pretrained_backbone=pretrained_backbone,
+        at_once=at_once,
+    )
+
+
+def build_fcn(variant: str, **options: object) -> FCN:
+    """An FCN by variant name (a name of :func:`list_models`); ``options`` as :func:`fcn32s`."""
+    return MODELS[variant](**options)
+
+
+def list_models() -> list[str]:
+    """The variant names :func:`build_fcn` knows."""
+    return MODELS.names()

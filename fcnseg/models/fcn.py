@@ -1,0 +1,240 @@
+"""The skip architecture: FCN-32s, FCN-16s and FCN-8s (paper §4.2, Figure 3).
+
+One class builds all three. Its only input beyond the backbone is the list of *taps* to fuse:
+none for FCN-32s, the stride-16 pool for FCN-16s, the stride-16 and stride-8 pools for FCN-8s.
+Starting from the 1×1 class scores on the deepest layer (``score_fr``), each tap adds a step:
+upsample the running scores 2× (``upscore2``, then ``upscore_pool4``…), score the tap with a
+1×1 convolution (``score_pool4``…), crop it to lie over the upsampled scores, and sum
+(``fuse_pool4``…). A final fixed bilinear upsampling (``upscore``, ``upscore16``, ``upscore8``)
+and crop return scores at exactly the input's size.
+
+The crops and upsampling paddings are computed from the layers' receptive fields
+(:mod:`fcnseg.blocks.geometry`), never written down: for the reference (``geometry="caffe"``) VGG16
+nets they come out as the prototxts' 5, 9 and 31; for ``geometry="modern"`` the paddings are
+chosen so that every map lines up at offset 0, and the 100-pixel pad is not needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..blocks.geometry import IDENTITY, Field, GeometryError, crop_offset, layer_field
+from ..blocks.upsampling import FixedUpsample, learned_upsample
+from .backbones import Backbone
+from .meta import ModelMeta
+from .normalization import Normalization
+
+__all__ = ["FCN", "output_field", "pad_to_stride"]
+
+# PAMI §4.3, "all at once": the pool4 and pool3 taps are scaled down before scoring so that
+# the deep scores dominate at the start, as staged training would have them.
+AT_ONCE_SCALE = {16: 0.01, 8: 0.0001}
+
+
+def tap_name(stride: int) -> str:
+    """Reference name of the tap at ``stride``: 16 → ``pool4``, 8 → ``pool3``."""
+    return f"pool{int(math.log2(stride))}"
+
+
+class Fuse(nn.Module):
+    """Crop the tap's scores by ``offset`` positions to lie over the upsampled scores, and sum.
+
+    Where the two maps differ in size past the aligned origin (modern geometry on odd sizes),
+    both are cut to their overlap.
+    """
+
+    def __init__(self, offset: int) -> None:
+        super().__init__()
+        self.offset = offset
+
+    def forward(self, up: Tensor, skip: Tensor) -> Tensor:
+        c = self.offset
+        h = min(up.shape[-2], skip.shape[-2] - c)
+        w = min(up.shape[-1], skip.shape[-1] - c)
+        return up[..., :h, :w] + skip[..., c : c + h, c : c + w]
+
+
+class Crop(nn.Module):
+    """Cut the output to the input's size at ``offset`` (Caffe's final crop layer, ``score``).
+
+    The modern geometry can leave the last row or column of a backbone with odd strides
+    uncovered; those are filled from their neighbours rather than left out.
+    """
+
+    def __init__(self, offset: int) -> None:
+        super().__init__()
+        self.offset = offset
+
+    def forward(self, x: Tensor, height: int, width: int) -> Tensor:
+        c = self.offset
+        x = x[..., c : c + height, c : c + width]
+        short_h, short_w = height - x.shape[-2], width - x.shape[-1]
+        if short_h > 0 or short_w > 0:
+            x = F.pad(x, (0, max(short_w, 0), 0, max(short_h, 0)), mode="replicate")
+        return x
+
+
+def _upsampling(coarse: Field, target: Field, factor: int, geometry: str) -> tuple[int, int]:
+    """Kernel and padding of a ×``factor`` upsampling from ``coarse`` onto ``target``.
+
+    The reference nets use kernel ``2·factor`` without padding and crop afterwards. The modern
+    geometry picks the kernel's parity and the padding that put the upsampled map's first
+    position on ``target``'s: a transposed convolution moves the offset by
+    ``stride·(padding − (kernel − 1)/2)`` (§3.1 applied to §3.3).
+    """
+    if geometry == "caffe":
+        return 2 * factor, 0
+    shift = (target.offset - coarse.offset) / target.stride
+    half_position = abs(shift % 1 - 0.5) < 0.25
+    kernel = 2 * factor if half_position else 2 * factor - 1
+    padding = max(0, round(shift + (kernel - 1) / 2))
+    return kernel, padding
+
+
+def _offset(field: Field, reference: Field) -> int:
+    c = crop_offset(field, reference)
+    if c < -1e-6 or abs(c - round(c)) > 0.26:
+        raise GeometryError(f"cannot align maps: crop of {c} positions")
+    return round(c)
+
+
+def pad_to_stride(x: Tensor, stride: int, min_size: int = 0) -> Tensor:
+    """Pad ``x`` at the bottom and right to whole multiples of ``stride`` (and to at least
+    ``min_size``) with zeros, the mean colour after normalisation: the pad adds no signal.
+
+    ``(-n) mod stride`` holds for every size, also as a symbolic shape in an exported graph.
+    """
+    height, width = x.shape[-2:]
+    pad_h, pad_w = (-height) % stride, (-width) % stride
+    if min_size:
+        pad_h, pad_w = max(pad_h, min_size - height), max(pad_w, min_size - width)
+    return F.pad(x, (0, pad_w, 0, pad_h))
+
+
+class FCN(nn.Module):
+    """A fully convolutional network: backbone, 1×1 scoring and the skip architecture.
+
+    Args:
+        backbone: the convolutionalized classification net with its taps.
+        num_classes: number of classes scored.
+        skips: strides of the taps fused, coarse to fine: ``()`` FCN-32s, ``(16,)`` FCN-16s,
+            ``(16, 8)`` FCN-8s.
+        geometry: ``"caffe"`` (the reference nets) or ``"modern"``.
+        at_once: scale the taps as the PAMI all-at-once nets do.
+        meta: what a model file needs to rebuild the model and name its classes (by default
+            the variant named by the skips, on a backbone called ``custom``).
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        num_classes: int,
+        skips: Sequence[int],
+        geometry: str,
+        at_once: bool = False,
+        meta: ModelMeta | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.num_classes, self.geometry = num_classes, geometry
+        self.skips = tuple(skips)
+        self.skip_scale = {s: AT_ONCE_SCALE.get(s, 1.0) if at_once else 1.0 for s in self.skips}
+        self.meta = meta or ModelMeta(
+            variant=f"fcn{min(self.skips, default=32)}s",
+            backbone="custom",
+            geometry=geometry,
+            num_classes=num_classes,
+            normalization=backbone.normalization,
+            at_once=at_once,
+        )
+        self.score_fr = self._score(backbone.channels[32])
+        stride, field = 32, backbone.field(32)  # the 1×1 scores keep the deepest tap's field
+        self.upscores: list[str] = []
+        for i, s in enumerate(self.skips):
+            name = "upscore2" if i == 0 else f"upscore_{tap_name(stride)}"
+            tap = backbone.field(s)
+            kernel, padding = _upsampling(field, tap, stride // s, geometry)
+            self.add_module(
+                name,
+                learned_upsample(num_classes, factor=stride // s, kernel=kernel, padding=padding),
+            )
+            field = field.then(layer_field(getattr(self, name)))
+            self.add_module(f"score_{tap_name(s)}", self._score(backbone.channels[s]))
+            self.add_module(f"fuse_{tap_name(s)}", Fuse(_offset(tap, field)))
+            self.upscores.append(name)
+            stride = s
+        self.final = "upscore" if not self.skips else f"upscore{stride}"
+        kernel, padding = _upsampling(field, IDENTITY, stride, geometry)
+        self.add_module(
+            self.final, FixedUpsample(num_classes, factor=stride, kernel=kernel, padding=padding)
+        )
+        field = field.then(getattr(self, self.final).field)
+        self.score = Crop(_offset(field, IDENTITY))
+        # Without the 100-pixel pad, inputs are padded to whole output strides instead.
+        self.pad_to = 1 if geometry == "caffe" else max(backbone.taps)
+
+    @property
+    def normalization(self) -> Normalization:
+        """The input normalisation the weights expect (kept in :attr:`meta`)."""
+        return self.meta.normalization
+
+    @normalization.setter
+    def normalization(self, value: Normalization) -> None:
+        self.meta = dataclasses.replace(self.meta, normalization=value)
+
+    def _score(self, channels: int) -> nn.Conv2d:
+        # Zero-initialised (§4.2): a new score layer starts by adding nothing, so adding a skip
+        # to a trained coarser net leaves its output unchanged at first.
+        layer = nn.Conv2d(channels, self.num_classes, 1)
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+        return layer
+
+    @property
+    def crops(self) -> dict[str, int]:
+        """Crop offsets by layer name, computed from the geometry (``fuse_pool4``…, ``score``)."""
+        out = {
+            f"fuse_{tap_name(s)}": getattr(self, f"fuse_{tap_name(s)}").offset for s in self.skips
+        }
+        out["score"] = self.score.offset
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Scores N×num_classes×H×W for a normalised batch N×3×H×W, for any H, W ≥ 1."""
+        height, width = x.shape[-2:]
+        if self.pad_to > 1:
+            x = pad_to_stride(x, self.pad_to, self.backbone.min_size)
+        feats = self.backbone(x)
+        scores = self.score_fr(feats[32])
+        for s, up in zip(self.skips, self.upscores, strict=True):
+            name = tap_name(s)
+            tap = feats[s] if self.skip_scale[s] == 1.0 else feats[s] * self.skip_scale[s]
+            scores = getattr(self, f"fuse_{name}")(
+                getattr(self, up)(scores), getattr(self, f"score_{name}")(tap)
+            )
+        return self.score(getattr(self, self.final)(scores), height, width)
+
+    @torch.no_grad()
+    def predict(self, images: Tensor) -> Tensor:
+        """Class indices N×H×W for an RGB uint8 (or 0–255 float) batch N×3×H×W."""
+        return self(self.normalization(images)).argmax(1)
+
+
+def output_field(model: FCN) -> float:
+    """Receptive field of one output pixel, in pixels (§3.1): the deepest tap's field carried
+    through the skip upsamplings and the final upsampling. Infinite for nets with global
+    context (squeeze-excite)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an unknown field is reported as infinite
+        field = model.backbone.field(32)
+    for name in model.upscores:
+        field = field.then(layer_field(getattr(model, name)))
+    return field.then(getattr(model, model.final).field).size

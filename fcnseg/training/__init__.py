@@ -1,0 +1,20 @@
+"""Training (paper §3.4, §4.3): whole images or crops, end to end, resumable exactly.
+
+* :mod:`.config`: :class:`TrainConfig`, every setting once (flags, YAML and the API);
+* :mod:`.setup`: building a run from its settings (data, model, loss, optimiser, loader);
+* :mod:`.loop`: the step, the epoch, validation and checkpoints (:func:`train`);
+* :mod:`.state`: :class:`TrainState`, the one thing checkpointed and restored;
+* :mod:`.loss`, :mod:`.optim`: the per-pixel loss, the optimiser and the schedule;
+* :mod:`.runlog`: the console and the run directory's logs;
+* :mod:`.distributed`: processes under torchrun and reproducible randomness.
+
+Owns: turning data and a model into trained weights. May import: models, data, evaluation
+(validation), files (checkpoints), device.
+"""
+
+from .config import TrainConfig
+from .loop import Trainer, train
+from .setup import init_from
+from .state import TrainState
+
+__all__ = ["TrainConfig", "TrainState", "Trainer", "init_from", "train"]

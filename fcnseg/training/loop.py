@@ -1,0 +1,246 @@
+"""The training loop (paper §3.4, §4.3): steps, epochs, validation, checkpoints.
+
+Each epoch trains on the training split, scores the validation split with the four metrics of
+§5 at full resolution, keeps the model with the best mean IU (``best.safetensors``) and a
+resumable checkpoint (``last.safetensors``), and logs (:mod:`.runlog`).
+
+Exact resumption: every source of randomness is restored or a pure function of the position
+(:mod:`.distributed`), and the loss sampling (§3.4) is drawn from (seed, rank, step). A run
+stopped after step *s* and resumed gives the weights of the uninterrupted run, bit for bit in
+``deterministic`` mode on the same machine. Under ``torchrun``, validation shards are disjoint
+and their confusion matrices are all-reduced, so N processes report exactly the metrics of one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Subset
+from tqdm import tqdm
+
+from ..errors import FcnsegError
+from ..evaluation import confusion
+from ..files import save
+from ..files.atomic import remove_stale
+from .config import TrainConfig
+from .distributed import Processes, mix
+from .runlog import RunLog
+from .setup import Run, build_run
+from .state import TrainState, rng_state, set_rng_state
+from .step import backward, update, weights_finite
+
+__all__ = ["Trainer", "train", "validate"]
+
+
+class Trainer:
+    """One run: what it trains with (:class:`~.setup.Run`), where it is (:class:`TrainState`)."""
+
+    def __init__(self, config: TrainConfig, procs: Processes) -> None:
+        self.config, self.procs = config, procs
+        self.run_dir = Path(config.out)
+        self.log = RunLog(self.run_dir, main=procs.main)
+        self.run = build_run(config, procs, self.log.say)
+        self.log.skipped(self.run.skipped)
+        self.state = TrainState()
+        self.saved_step: int | None = None  # the step of the last checkpoint written
+        self.objects = {"scheduler": self.run.scheduler, "scaler": self.run.scaler}
+        if config.resume:
+            self._restore(self.run_dir / "last.safetensors")
+
+    def fit(self) -> dict[str, Any]:
+        """Train to the last epoch; the result :func:`train` returns."""
+        config, run, state = self.config, self.run, self.state
+        self.log.start(config)
+        while state.epoch < config.epochs:
+            start = time.perf_counter()
+            train_loss = self.train_epoch()
+            self._check_finite()
+            scores = validate(run, config, self.procs)
+            record, best = state.end_epoch(
+                train_loss=train_loss,
+                scores=scores,
+                seconds=time.perf_counter() - start,
+                lr=config.lr * run.lr_factor(state.step),
+            )
+            if best and self.procs.main:
+                save(
+                    run.model,
+                    self.run_dir / "best.safetensors",
+                    scores=scores,
+                    epoch=record["epoch"],
+                    step=record["step"],
+                )
+            self.checkpoint()
+            self.log.epoch(record, state.history, epochs=config.epochs, best=best)
+        return {
+            "best": state.best,
+            "last": state.history[-1] if state.history else None,
+            "history": state.history,
+            "steps": state.step,
+            "run_dir": str(self.run_dir),
+            "skipped": run.skipped,
+            "best_path": str(self.run_dir / "best.safetensors"),
+        }
+
+    def train_epoch(self) -> float:
+        """Train from the current position to the end of the epoch; the mean batch loss."""
+        config, run, state = self.config, self.run, self.state
+        run.net.train()
+        if config.freeze_backbone:
+            run.model.backbone.eval()
+        run.sampler.set_epoch(state.epoch)
+        run.sampler.skip = state.step_in_epoch * config.accumulate * config.batch_size
+        first = state.step_in_epoch * config.accumulate
+        bar = tqdm(
+            total=run.batches,
+            initial=first,
+            disable=not self.procs.main or None,
+            desc=f"epoch {state.epoch + 1}/{config.epochs}",
+            unit="batch",
+            leave=False,
+            dynamic_ncols=True,
+        )
+        seen, start = 0, time.perf_counter()
+        with bar:
+            for i, (images, masks) in enumerate(run.loader, start=first):
+                value = self._batch(i, images, masks)
+                seen += len(images) * self.procs.world
+                bar.update()
+                bar.set_postfix(
+                    loss=f"{value:.4g}", img_s=f"{seen / (time.perf_counter() - start):.1f}"
+                )
+        total, count = state.epoch_loss
+        return total / max(count, 1)
+
+    def _batch(self, i: int, images: torch.Tensor, masks: torch.Tensor) -> float:
+        """Batch ``i`` of the epoch: its backward pass, and the step if it is the last of its
+        group of ``accumulate``; returns its loss."""
+        config, run, state, procs = self.config, self.run, self.state, self.procs
+        group_start = i - i % config.accumulate
+        last_of_group = i == group_start + min(config.accumulate, run.batches - group_start) - 1
+        # With the mean loss, the K batches of a step (and the processes, which
+        # DistributedDataParallel averages) are averaged, so neither K nor the number of
+        # processes changes the learning rate. The summed loss (§4.3, the reference) is summed
+        # over both: undo the processes' averaging.
+        group = min(config.accumulate, run.batches - group_start)
+        scale = 1 / group if config.reduction == "mean" else float(procs.world)
+        generator = torch.Generator().manual_seed(mix(config.seed, procs.rank, state.step, i))
+        value = backward(
+            run, config, procs, images, masks, generator=generator, scale=scale, sync=last_of_group
+        )
+        if not math.isfinite(value):
+            raise self._diverged(state.step + 1, f"the loss is {value}")
+        state.epoch_loss[0] += value
+        state.epoch_loss[1] += 1
+        if last_of_group:
+            update(run)
+            state.step += 1
+            state.step_in_epoch += 1
+            every = config.checkpoint_every
+            if every and state.step % every == 0 and state.step_in_epoch < run.steps_per_epoch:
+                self.checkpoint()
+        return value
+
+    def checkpoint(self) -> None:
+        """Write ``last.safetensors`` (collective: every process sends its RNG states)."""
+        self._check_finite()
+        run = self.run
+        rng = self.procs.gather(rng_state(self.procs.device))
+        if self.procs.main:
+            self.state.save(
+                self.run_dir / "last.safetensors",
+                model=run.model,
+                meta=run.model.meta.to_json(),
+                optimizer=run.optimizer,
+                objects=self.objects,
+                rng=rng,
+                config=self.config.to_dict(),
+                world=self.procs.world,
+            )
+        self.saved_step = self.state.step
+        self.procs.barrier()
+
+    def _restore(self, path: Path) -> None:
+        if not path.is_file():
+            raise FcnsegError(
+                f"{path}: nothing to resume; train without --resume first, or "
+                "point --out at the run directory"
+            )
+        self.state, contents = TrainState.restore(
+            path, model=self.run.model, optimizer=self.run.optimizer, objects=self.objects
+        )
+        self.saved_step = self.state.step
+        if self.procs.main:
+            remove_stale(self.run_dir)  # temporary files of a writer killed mid-write
+        world = contents.info["world"]
+        if world == self.procs.world:
+            set_rng_state(contents.rng[self.procs.rank], self.procs.device)
+        else:
+            self.log.say(
+                f"resuming {world}-process training with {self.procs.world}: the data "
+                "order is kept, the dropout draws are not"
+            )
+        self.log.say(f"resumed from {path} at epoch {self.state.epoch + 1}, step {self.state.step}")
+
+    def _diverged(self, step: int, what: str) -> FcnsegError:
+        """The one-line error that stops a run whose loss or weights are no longer finite."""
+        last = self.run_dir / "last.safetensors"
+        kept = (
+            f"the last checkpoint, {last} (step {self.saved_step}), is kept"
+            if self.saved_step is not None
+            else "no checkpoint was written"
+        )
+        return FcnsegError(
+            f"step {step}: {what}; training stopped and {kept}; lower --lr (the "
+            "summed loss wants ~1e-10) or turn off --amp, and train again"
+        )
+
+    def _check_finite(self) -> None:
+        """Refuse to go on with (and to save) weights that are no longer finite. Collective."""
+        if not weights_finite(self.run.model, self.procs):
+            raise self._diverged(
+                self.state.step, "the weights are no longer finite (the training diverged)"
+            )
+
+
+def validate(run: Run, config: TrainConfig, procs: Processes) -> dict[str, Any]:
+    """The four metrics on the validation split, exact across processes."""
+    # Every process scores with rank 0's batch-norm statistics, as one process would.
+    procs.broadcast_buffers(run.model)
+    shard = Subset(run.val_set, range(procs.rank, len(run.val_set), procs.world))
+    whole, _ = confusion(
+        run.model,
+        shard,
+        num_classes=run.val_set.num_classes,
+        ignore_index=run.val_set.ignore_index,
+        batch_size=config.val_batch_size,
+        workers=0,
+        device=procs.device,
+        amp=config.amp,
+        channels_last=config.channels_last,
+    )
+    procs.sum(whole.matrix)
+    return whole.scores()
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train an FCN as ``config`` describes (see :class:`~fcnseg.training.config.TrainConfig`).
+
+    Returns:
+        ``best`` (epoch, step and the four metrics of the best epoch by mean IU), ``last``
+        (the last epoch's record), ``history`` (one record per epoch, as in ``metrics.jsonl``),
+        ``steps``, ``run_dir``, ``skipped`` and ``best_path``.
+
+    Raises:
+        FcnsegError: a setting, file or checkpoint the user can fix, or a non-finite loss.
+    """
+    config = config.resolved()
+    procs = Processes(config.device)
+    try:
+        return Trainer(config, procs).fit()
+    finally:
+        procs.close()

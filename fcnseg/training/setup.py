@@ -1,0 +1,237 @@
+"""Building a run from its settings: data, model, loss, optimiser, schedule, loader.
+
+:func:`build_run` does everything a run needs before its first step, and checks everything a
+user can get wrong there, so that a mistake is one line before any training time is spent.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from ..data import (
+    SegmentationDataset,
+    build_dataset,
+    collate_pad,
+    drop_samples,
+    find_bad_samples,
+    median_frequency_weights,
+    train_transform,
+)
+from ..errors import CheckpointError, ConfigError, FcnsegError
+from ..files import read_weights
+from ..models import FCN, build_fcn
+from .config import TrainConfig
+from .distributed import EpochSampler, Processes, SeededItems, mix
+from .loss import SegmentationLoss
+from .optim import build_optimizer, lr_factor
+
+__all__ = ["Run", "build_run", "init_from"]
+
+
+@dataclass
+class Run:
+    """Everything a run trains with, built once."""
+
+    train_set: SegmentationDataset
+    val_set: SegmentationDataset
+    model: FCN
+    net: nn.Module  # the model, or its DistributedDataParallel wrapper
+    loss: SegmentationLoss
+    optimizer: torch.optim.Optimizer
+    sampler: EpochSampler
+    loader: DataLoader
+    batches: int  # per epoch, for this process
+    steps_per_epoch: int
+    lr_factor: Callable[[int], float]
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    skipped: list[str]  # --skip-bad's messages
+
+
+def init_from(model: FCN, path: str) -> int:
+    """Load into ``model`` every tensor of ``path`` whose name and shape match (§4.2 staging).
+
+    Used to grow FCN-16s from FCN-32s and FCN-8s from FCN-16s: the new score layers are absent
+    from the coarser net and stay zero, so the finer net starts out computing exactly what the
+    coarser one did. The input normalisation comes along with the weights it was trained with.
+
+    Returns:
+        The number of tensors loaded.
+
+    Raises:
+        CheckpointError: ``path`` was trained for another number of classes or backbone.
+    """
+    meta, state = read_weights(path)
+    for key, what in (("num_classes", "classes"), ("backbone", "backbone")):
+        if getattr(meta, key) != getattr(model.meta, key):
+            raise CheckpointError(
+                f"{path}: made for {what} {getattr(meta, key)} but this model "
+                f"has {getattr(model.meta, key)}; --init-from needs the same "
+                f"{what}"
+            )
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matched, strict=False)
+    model.normalization = meta.normalization
+    return len(matched)
+
+
+def _model(config: TrainConfig, dataset: SegmentationDataset, say: Callable[[str], None]) -> FCN:
+    # A resumed run takes its weights from its checkpoint: neither the ImageNet weights nor
+    # --init-from's file are read (or need to exist) again.
+    start = not config.resume
+    try:
+        model = build_fcn(
+            config.model,
+            num_classes=dataset.num_classes,
+            backbone=config.backbone,
+            geometry=config.geometry,
+            at_once=config.at_once,
+            pretrained_backbone=config.pretrained_backbone if start else False,
+        )
+    except OSError as exc:
+        if config.pretrained_backbone is not True or isinstance(exc, FileNotFoundError):
+            raise
+        raise FcnsegError(
+            f"could not fetch the ImageNet weights of {config.backbone} ({exc}); "
+            "download them once, or pass a weight file: --pretrained-backbone "
+            "PATH"
+        ) from None
+    model.meta = model.meta.with_(
+        classes=dataset.classes, palette=dataset.palette, ignore_index=dataset.ignore_index
+    )
+    if config.init_from and start:
+        n = init_from(model, config.init_from)
+        say(f"initialised {n} of {len(model.state_dict())} tensors from {config.init_from}")
+    if config.freeze_backbone:
+        # Transfer learning: the backbone's features and statistics stay as they are.
+        model.backbone.requires_grad_(False)
+    return model
+
+
+def _class_weights(config: TrainConfig, dataset: SegmentationDataset) -> Tensor | None:
+    spec = config.class_weights
+    if not spec:
+        return None
+    if spec == "median-frequency":
+        return median_frequency_weights(dataset)
+    try:  # "1,2,3" from the command line, or a list from a config file
+        values = spec.split(",") if isinstance(spec, str) else spec
+        weights = torch.tensor([float(w) for w in values])
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"class weights {spec!r}: expected 'median-frequency' or comma-separated numbers"
+        ) from None
+    if len(weights) != dataset.num_classes:
+        raise ConfigError(
+            f"class weights: {len(weights)} given but the dataset has {dataset.num_classes} classes"
+        )
+    if not torch.isfinite(weights).all() or (weights < 0).any():
+        raise ConfigError(f"class weights {spec!r}: every weight must be a finite number ≥ 0")
+    return weights
+
+
+def _skip_bad(
+    datasets: tuple[SegmentationDataset, ...], procs: Processes, workers: int
+) -> list[str]:
+    """Check every sample of the datasets once (each process its share), drop the bad ones;
+    their messages."""
+    skipped: list[str] = []
+    for dataset in datasets:
+        mine = range(procs.rank, len(dataset), procs.world)
+        parts = procs.gather_objects(find_bad_samples(dataset, mine, workers=workers))
+        bad = {i: message for part in parts for i, message in part.items()}
+        drop_samples(dataset, bad)
+        skipped += [bad[i] for i in sorted(bad)]
+    return skipped
+
+
+def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None]) -> Run:
+    """Build the run ``config`` describes on this process (``config`` already resolved)."""
+    device = procs.device
+    if config.sync_bn and procs.world > 1 and device.type != "cuda":
+        # PyTorch's SyncBatchNorm is CUDA-only: say so now, not in the first forward pass.
+        raise ConfigError(
+            "--sync-bn needs GPUs: PyTorch's SyncBatchNorm runs on CUDA only; "
+            "drop the flag to train on CPUs"
+        )
+    if config.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.manual_seed(config.seed)  # the same initial weights on every process
+    np.random.seed(config.seed % 2**32)
+    reading: dict[str, Any] = {"max_pixels": config.max_pixels} if config.max_pixels else {}
+    train_set = build_dataset(config.dataset, config.root, config.train_split, **reading)
+    train_set.transform = train_transform(
+        crop=config.crop,
+        scale=config.scale,
+        hflip=config.hflip,
+        jitter=config.jitter,
+        ignore_index=train_set.ignore_index,
+    )
+    val_set = build_dataset(config.dataset, config.root, config.val_split, **reading)
+    skipped = _skip_bad((train_set, val_set), procs, config.workers) if config.skip_bad else []
+    model = _model(config, train_set, say)
+    if config.sync_bn and procs.world > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    memory = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(device, memory_format=memory)
+    net: nn.Module = model
+    if procs.world > 1:
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    loss = SegmentationLoss(
+        ignore_index=train_set.ignore_index,
+        reduction=config.reduction,
+        weight=_class_weights(config, train_set),
+        sampling=config.loss_sampling,
+    ).to(device)
+    optimizer = build_optimizer(model, config)
+    sampler = EpochSampler(train_set, world=procs.world, rank=procs.rank, seed=config.seed)
+    loader = DataLoader(
+        SeededItems(train_set, config.seed),
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=config.workers,
+        persistent_workers=config.workers > 0,
+        pin_memory=device.type == "cuda",
+        # Its own generator: creating an iterator then leaves the global one untouched.
+        generator=torch.Generator().manual_seed(config.seed),
+        collate_fn=functools.partial(collate_pad, ignore_index=train_set.ignore_index),
+    )
+    batches = math.ceil(sampler.num_samples / config.batch_size)
+    steps_per_epoch = math.ceil(batches / config.accumulate)
+    factor = lr_factor(config, config.epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+    # Each process its own dropout masks, once the shared initial weights are drawn.
+    torch.manual_seed(mix(config.seed, procs.rank, 1))
+    return Run(
+        train_set,
+        val_set,
+        model,
+        net,
+        loss,
+        optimizer,
+        sampler,
+        loader,
+        batches,
+        steps_per_epoch,
+        factor,
+        scheduler,
+        scaler,
+        skipped,
+    )
