@@ -24,7 +24,7 @@ from fcnseg.data.datasets import voc_palette
 from fcnseg.data.readers import CAMVID_CLASSES, VOC_CLASSES
 from fcnseg.errors import DataError
 
-CAMVID = Path(__file__).resolve().parents[2] / "shared/datasets/camvid"
+CAMVID = Path(__file__).resolve().parents[3] / "shared/datasets/camvid"
 needs_camvid = pytest.mark.skipif(not CAMVID.is_dir(), reason="shared CamVid folder absent")
 
 VOC_PALETTE_BYTES = [v for color in voc_palette(256) for v in color]

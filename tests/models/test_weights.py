@@ -18,7 +18,7 @@ from fcnseg.errors import CheckpointError
 from fcnseg.models.backbones import efficientnet_lite0_imagenet
 from fcnseg.models.weights import read_state_dict
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "fixtures"
 
 
 def test_offline_lite0_weights_are_imagenet() -> None:
