@@ -3,8 +3,11 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+# The numerically sensitive tests, run again under each CPU kernel set PyTorch and oneDNN choose
+# between, so that the suite passes on every x86-64 machine and not only on ours.
+PORTABLE := tests/blocks tests/models tests/inference tests/evaluation tests/files/test_reference.py
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint test-portable fuzz clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -18,12 +21,24 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/fcnseg demo --out demo_out
 
-test: $(STAMP)
-	$(BIN)/ruff check .
+test: lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# The same tests under each instruction set: default (no vector ISA), AVX2 and AVX-512 for
+# PyTorch's own kernels, and oneDNN limited to AVX2 (a machine without AVX-512 or AMX).
+test-portable: $(STAMP)
+	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest $(PORTABLE)
+	ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest $(PORTABLE)
+	ATEN_CPU_CAPABILITY=avx512 $(BIN)/python -m pytest $(PORTABLE)
+	ONEDNN_MAX_CPU_ISA=AVX2 $(BIN)/python -m pytest $(PORTABLE)
+
+# The property-based tests at length (CI runs them briefly as part of `make test`).
+fuzz: $(STAMP)
+	FCNSEG_FUZZ_EXAMPLES=2000 $(BIN)/python -m pytest tests -m fuzz
 
 clean:
 	rm -rf $(VENV) demo_out runs

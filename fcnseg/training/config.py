@@ -26,7 +26,8 @@ from typing import Any
 
 import yaml
 
-from ..errors import FcnsegError
+from ..errors import ConfigError, FcnsegError
+from .checks import check_setting
 
 __all__ = ["TrainConfig", "add_config_arguments"]
 
@@ -169,9 +170,9 @@ class TrainConfig:
 
     def resolved(self) -> TrainConfig:
         """A copy with every recipe-dependent setting filled in, after checking all values."""
-        self._check()
-        paper = self.recipe == "paper"
         c = replace(self)
+        c._check()
+        paper = c.recipe == "paper"
         c.reduction = c.reduction or ("sum" if paper else "mean")
         c.optimizer = c.optimizer or ("sgd" if paper else "adamw")
         if c.lr is None:
@@ -194,29 +195,21 @@ class TrainConfig:
         return c
 
     def _check(self) -> None:
+        """Every setting's type and range (:mod:`.checks`), its choices, and the dataset."""
         for f in fields(self):
+            value = check_setting(f.name, str(f.type), getattr(self, f.name))
             choices = f.metadata["cli"].get("choices")
-            value = getattr(self, f.name)
             if choices and value is not None and value not in choices:
-                raise FcnsegError(f"{f.name} must be one of {', '.join(choices)}, not {value!r}")
+                raise ConfigError(
+                    f"--{f.name.replace('_', '-')} ({f.name}): must be one of "
+                    f"{', '.join(choices)}, not {value!r}"
+                )
+            setattr(self, f.name, value)
         if not self.dataset or not self.root:
-            raise FcnsegError(
+            raise ConfigError(
                 "no dataset given; pass --dataset NAME --root DIR "
                 "(or set dataset and root in the config file)"
             )
-        positive = ("epochs", "batch_size", "accumulate", "val_batch_size")
-        for name in positive:
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise FcnsegError(f"{name} must be at least 1, not {value}")
-        if not 0 < self.loss_sampling <= 1:
-            raise FcnsegError(f"loss_sampling is a probability in (0, 1], not {self.loss_sampling}")
-        if self.max_pixels is not None and self.max_pixels < 1:
-            raise FcnsegError(f"max_pixels must be at least 1, not {self.max_pixels}")
-        if self.checkpoint_every < 0 or (self.workers is not None and self.workers < 0):
-            raise FcnsegError("checkpoint_every and workers cannot be negative")
-        if self.crop is not None and (len(self.crop) != 2 or min(self.crop) < 1):
-            raise FcnsegError(f"crop must be two positive sizes H W, not {self.crop}")
 
     # ------------------------------------------------------------------ files
 
