@@ -25,6 +25,10 @@ class FcnsegError(Exception):
         ):
             last = message.rstrip().splitlines()[-1]
             message = last.partition(": ")[2] or message
+        if isinstance(message, str):
+            # One line whatever the values quoted in it hold (a file name, a YAML key):
+            # line breaks are shown escaped, as repr() would.
+            message = message.replace("\r", "\\r").replace("\n", "\\n")
         super().__init__(message)
 
 

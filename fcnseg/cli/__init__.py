@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .. import __version__
@@ -46,10 +47,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, rest = build_parser().parse_known_args(argv)
     module_name, summary = COMMANDS[args.command]
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        return _run(args.command, module_name, summary, rest)
+
+
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], *_: object, **__: object
+) -> None:
+    """A warning as one line on stderr, without the source line Python shows."""
+    text = str(message).strip().splitlines()
+    print(f"warning: {text[0] if text else category.__name__}", file=sys.stderr)
+
+
+def _run(command: str, module_name: str, summary: str, rest: list[str]) -> int:
     try:
         module = importlib.import_module(f"fcnseg.cli.{module_name}")
         parser = argparse.ArgumentParser(
-            prog=f"fcnseg {args.command}", description=getattr(module, "DESCRIPTION", summary)
+            prog=f"fcnseg {command}", description=getattr(module, "DESCRIPTION", summary)
         )
         module.add_arguments(parser)
         return int(module.run(parser.parse_args(rest)) or 0)

@@ -34,6 +34,7 @@ from ..data.decode import IMAGE_SUFFIXES, MAX_PIXELS, open_image, to_rgb_tensor
 from ..device import resolve_device
 from ..errors import ConfigError, DataError, FcnsegError
 from ..files import atomic_write, load
+from ..files.atomic import remove_stale
 from ..files.masks import BAND_ROWS, mask_image, overlay, palette_of
 from ..inference import Predictor, as_image_tensor
 from ..inference.backends import BACKENDS
@@ -304,6 +305,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     paths = expand_inputs(args.inputs)
     check_out_folder(args.out, paths)
+    remove_stale(args.out, recursive=True)  # what a killed earlier run left half-written
     predictor = Predictor(
         _model(args, device),
         device=device,

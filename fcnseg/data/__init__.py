@@ -10,7 +10,7 @@ Owns: everything between files on disk and (image, mask) tensors. May import: th
 and errors; never models, training or inference.
 """
 
-from .balance import class_frequencies, median_frequency_weights
+from .balance import class_frequencies, label_counts, median_frequency_weights
 from .checks import drop_samples, find_bad_samples
 from .datasets import DATASETS, SegmentationDataset, build_dataset, list_datasets, voc_palette
 from .readers import CamVidDataset, FolderDataset, SBDDataset, VOCDataset
@@ -31,6 +31,7 @@ __all__ = [
     "drop_samples",
     "eval_transform",
     "find_bad_samples",
+    "label_counts",
     "list_datasets",
     "make_synthetic",
     "median_frequency_weights",

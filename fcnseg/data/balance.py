@@ -7,7 +7,7 @@ import torch
 
 from .datasets import SegmentationDataset
 
-__all__ = ["class_frequencies", "median_frequency_weights"]
+__all__ = ["class_frequencies", "label_counts", "median_frequency_weights"]
 
 
 def class_frequencies(dataset: SegmentationDataset) -> torch.Tensor:
@@ -39,3 +39,15 @@ def median_frequency_weights(dataset: SegmentationDataset) -> torch.Tensor:
     freq = class_frequencies(dataset)
     median = torch.quantile(freq[freq > 0], 0.5)
     return torch.where(freq > 0, median / freq.clamp(min=1e-12), 0.0).float()
+
+
+def label_counts(dataset: SegmentationDataset) -> np.ndarray:
+    """Pixels of each class in the masks (int64, one per class), then of the ignore label."""
+    n = dataset.num_classes
+    counts = np.zeros(n + 1, dtype=np.int64)
+    for index in range(len(dataset)):
+        labels = dataset.load_mask(index).numpy()
+        counts += np.bincount(
+            np.where(labels == dataset.ignore_index, n, labels).ravel(), minlength=n + 1
+        )
+    return counts

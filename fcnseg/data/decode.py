@@ -6,6 +6,7 @@ palette) becomes a one-line :class:`~fcnseg.errors.DataError` naming the file an
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,12 @@ LOSSY_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".webp"})
 
 Color = tuple[int, int, int]
 
+# 0–1, 0–255 or physical units? A guess would be silently wrong for some images: refuse.
+FLOAT_PIXELS = (
+    "32-bit float pixels (mode F) have no fixed range; save the image as 8- or "
+    "16-bit integers (e.g. scaled to 0–255)"
+)
+
 # Pillow raises a zoo of exceptions for damaged files depending on the format and where the
 # damage is; all of them mean the same thing to a person.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError)
@@ -44,6 +51,8 @@ def open_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """
     if not path.is_file():
         raise DataError(f"{path}: file not found; restore it or remove it from the dataset")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{path}: permission denied; make the file readable (chmod +r)")
     saved = Image.MAX_IMAGE_PIXELS
     try:
         if saved is not None and max_pixels > saved:
@@ -68,12 +77,47 @@ def open_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 f"{path}: image has {width}×{height} = {width * height:,} pixels, over the limit "
                 f"of {max_pixels:,}; downscale it, or raise max_pixels if you trust the file"
             )
+        if image.mode == "F" or image.mode.startswith("F;"):
+            raise DataError(f"{path}: {FLOAT_PIXELS}")
+        _check_memory(path, image)
         try:
             image.load()
             # A new image, independent of the file this block closes.
             return ImageOps.exif_transpose(image)
+        except MemoryError:
+            raise _too_big(path, width, height) from None
         except _DECODE_ERRORS:
             raise _unreadable(path) from None
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can give now (Linux's MemAvailable), or ``None`` elsewhere."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_memory(path: Path, image: Image.Image) -> None:
+    """Refuse, before decoding, an image whose pixels (decoded, then made RGB) would not fit
+    in the memory available: a 1 MB PNG may declare 32000×32000 pixels."""
+    width, height = image.size
+    bands = max(3, len(image.getbands()))
+    needed = 2 * width * height * bands * (2 if image.mode.startswith(("I", "F")) else 1)
+    free = available_memory()
+    if free is not None and needed > free:
+        raise _too_big(path, width, height, needed, free)
+
+
+def _too_big(path: Path, width: int, height: int, needed: int = 0, free: int = 0) -> DataError:
+    need = f" (about {needed / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free)" if needed else ""
+    return DataError(
+        f"{path}: {width}×{height} pixels do not fit in memory to decode{need}; "
+        "downscale it, or cut it into pieces"
+    )
 
 
 def _unreadable(path: Path) -> DataError:
@@ -88,6 +132,8 @@ def to_rgb_tensor(image: Image.Image) -> torch.Tensor:
     Integer images wider than 8 bits (``I;16*``, ``I``) are 16-bit scans; they are scaled by
     255/65535 rather than clipped, which would turn everything above 255 white.
     """
+    if image.mode == "F" or image.mode.startswith("F;"):
+        raise DataError(f"image: {FLOAT_PIXELS}")
     if image.mode.startswith("I"):
         wide = np.asarray(image).astype(np.float64)
         grey = np.clip(np.rint(wide * (255 / 65535)), 0, 255).astype(np.uint8)

@@ -53,6 +53,7 @@ def _config(
         workers=0,
         channels_last=True,
         seed=0,
+        overwrite=True,  # the demo owns its output folder: a second run replaces the first
     )
 
 

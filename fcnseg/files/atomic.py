@@ -77,16 +77,15 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def remove_stale(folder: str | Path) -> int:
-    """Remove the temporary files a killed writer left in ``folder`` (not below it); their
-    count. Only files of :func:`atomic_write`'s own naming are touched."""
+def remove_stale(folder: str | Path, *, recursive: bool = False) -> int:
+    """Remove the temporary files a killed writer left in ``folder`` (and below it, if
+    ``recursive``); their count. Only files of :func:`atomic_write`'s own naming are touched."""
     folder = Path(folder)
     if not folder.is_dir():
         return 0
+    pattern = f".*{TEMP_PREFIX}*"
     stale = [
-        p
-        for p in folder.iterdir()
-        if p.name.startswith(".") and TEMP_PREFIX in p.name and p.is_file()
+        p for p in (folder.rglob(pattern) if recursive else folder.glob(pattern)) if p.is_file()
     ]
     for p in stale:
         p.unlink(missing_ok=True)

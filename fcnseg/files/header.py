@@ -15,7 +15,7 @@ from safetensors import SafetensorError, safe_open
 
 from ..errors import CheckpointError
 
-__all__ = ["MODEL_KEY", "TRAIN_KEY", "read_header", "read_json"]
+__all__ = ["MODEL_KEY", "TRAIN_KEY", "read_header", "read_json", "tensor_shape"]
 
 MODEL_KEY = "fcnseg"
 TRAIN_KEY = "fcnseg_train"
@@ -58,3 +58,14 @@ def read_json(path: str | Path, header: dict[str, str], key: str) -> Any:
             f"{path}: its fcnseg metadata is not valid JSON; the file is "
             "damaged: save it again with fcnseg"
         ) from None
+
+
+def tensor_shape(path: str | Path, name: str) -> tuple[int, ...] | None:
+    """The shape of tensor ``name`` in the safetensors file ``path`` (``None``: absent), read
+    from the header alone."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            names = set(fh.keys())  # noqa: SIM118  (a safetensors handle, not a dict)
+            return tuple(fh.get_slice(name).get_shape()) if name in names else None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a safetensors file ({exc})") from None

@@ -19,7 +19,7 @@ from ..errors import CheckpointError, ConfigError
 from ..models import FCN, ModelMeta, build_fcn
 from .atomic import atomic_write
 from .checkpoint import read_checkpoint
-from .header import MODEL_KEY, TRAIN_KEY, read_header, read_json
+from .header import MODEL_KEY, TRAIN_KEY, read_header, read_json, tensor_shape
 
 __all__ = ["load", "read_metadata", "read_weights", "rebuild", "save"]
 
@@ -62,7 +62,18 @@ def read_metadata(path: str | Path) -> ModelMeta:
             f"{path}: a safetensors file but not an fcnseg model (no fcnseg "
             "metadata); save models with fcnseg.save"
         )
-    return ModelMeta.from_json(data, source=str(path))
+    meta = ModelMeta.from_json(data, source=str(path))
+    # The class count sizes the score layers: check it against the weights before anything is
+    # built, so that a damaged count is one line, not an allocation of its size.
+    key = "model/score_fr.weight" if TRAIN_KEY in header else "score_fr.weight"
+    shape = tensor_shape(path, key)
+    if shape is None or shape[0] != meta.num_classes:
+        found = "no score_fr.weight" if shape is None else f"score_fr.weight for {shape[0]}"
+        raise CheckpointError(
+            f"{path}: its metadata says {meta.num_classes} classes but the "
+            f"file holds {found}; the file is damaged: save it again"
+        )
+    return meta
 
 
 def read_weights(path: str | Path) -> tuple[ModelMeta, dict[str, Tensor]]:

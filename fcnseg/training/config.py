@@ -150,6 +150,9 @@ class TrainConfig:
         "runs/fcn", "run directory for checkpoints, logs and plots", metavar="RUN_DIR"
     )
     resume: bool = _setting(False, "continue from RUN_DIR/last.safetensors")
+    overwrite: bool = _setting(
+        False, "start afresh in a RUN_DIR that holds another run, replacing its files"
+    )
     checkpoint_every: int = _setting(
         0, "also checkpoint every N optimiser steps (0: epochs only)", type=int, metavar="N"
     )

@@ -13,8 +13,12 @@ and their confusion matrices are all-reduced, so N processes report exactly the 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +47,65 @@ class Trainer:
         self.config, self.procs = config, procs
         self.run_dir = Path(config.out)
         self.log = RunLog(self.run_dir, main=procs.main)
+        self.log.claim(resume=config.resume, overwrite=config.overwrite)
         self.run = build_run(config, procs, self.log.say)
         self.log.skipped(self.run.skipped)
         self.state = TrainState()
         self.saved_step: int | None = None  # the step of the last checkpoint written
+        self._loss_at_step = [0.0, 0]  # the epoch's loss at the last optimiser step
+        self._stop = False  # Ctrl-C asked to stop at the next step
+        self._whole = True  # no step was cut in the middle
         self.objects = {"scheduler": self.run.scheduler, "scaler": self.run.scaler}
         if config.resume:
             self._restore(self.run_dir / "last.safetensors")
 
     def fit(self) -> dict[str, Any]:
-        """Train to the last epoch; the result :func:`train` returns."""
+        """Train to the last epoch; the result :func:`train` returns. Interrupted (Ctrl-C),
+        it first checkpoints the last step taken, so that ``--resume`` continues from it."""
+        try:
+            with self._deferred_interrupt():
+                return self._fit()
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
+
+    @contextlib.contextmanager
+    def _deferred_interrupt(self) -> Iterator[None]:
+        """Ctrl-C asks to stop at the next optimiser step, where the state is whole and can be
+        saved; a second Ctrl-C stops at once. (One process only: under torchrun every process
+        would have to agree on the step, so there the first Ctrl-C stops at once.)"""
+        if self.procs.world > 1 or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def ask(signum: int, frame: object) -> None:
+            if self._stop:
+                self._whole = False
+                raise KeyboardInterrupt
+            self._stop = True
+            self.log.warn("stopping after this step to save it (Ctrl-C again: at once)")
+
+        previous = signal.signal(signal.SIGINT, ask)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _interrupted(self) -> None:
+        state = self.state
+        if self._whole and state.step not in (0, self.saved_step):
+            state.epoch_loss = list(self._loss_at_step)  # the batches of a partial step redo
+            if weights_finite(self.run.model, self.procs):
+                self.checkpoint()
+        if self.saved_step is None:
+            self.log.warn("interrupted before the first optimiser step: nothing to resume")
+        else:
+            self.log.warn(
+                f"interrupted; step {self.saved_step} is saved: continue with "
+                f"`fcnseg train --resume --out {self.run_dir}`"
+            )
+
+    def _fit(self) -> dict[str, Any]:
         config, run, state = self.config, self.run, self.state
         self.log.start(config)
         while state.epoch < config.epochs:
@@ -66,6 +119,7 @@ class Trainer:
                 seconds=time.perf_counter() - start,
                 lr=config.lr * run.lr_factor(state.step),
             )
+            self._loss_at_step = [0.0, 0]
             if best and self.procs.main:
                 save(
                     run.model,
@@ -76,6 +130,8 @@ class Trainer:
                 )
             self.checkpoint()
             self.log.epoch(record, state.history, epochs=config.epochs, best=best)
+            if self._stop:
+                raise KeyboardInterrupt
         return {
             "best": state.best,
             "last": state.history[-1] if state.history else None,
@@ -106,7 +162,7 @@ class Trainer:
         )
         seen, start = 0, time.perf_counter()
         with bar:
-            for i, (images, masks) in enumerate(run.loader, start=first):
+            for i, (images, masks) in enumerate(self._batches(first), start=first):
                 value = self._batch(i, images, masks)
                 seen += len(images) * self.procs.world
                 bar.update()
@@ -115,6 +171,15 @@ class Trainer:
                 )
         total, count = state.epoch_loss
         return total / max(count, 1)
+
+    def _batches(self, first: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The loader's batches; loader workers that a Ctrl-C ended mean stop, not an error."""
+        try:
+            yield from self.run.loader
+        except RuntimeError:
+            if not self._stop:
+                raise
+            raise KeyboardInterrupt from None
 
     def _batch(self, i: int, images: torch.Tensor, masks: torch.Tensor) -> float:
         """Batch ``i`` of the epoch: its backward pass, and the step if it is the last of its
@@ -140,9 +205,12 @@ class Trainer:
             update(run)
             state.step += 1
             state.step_in_epoch += 1
+            self._loss_at_step = list(state.epoch_loss)
             every = config.checkpoint_every
             if every and state.step % every == 0 and state.step_in_epoch < run.steps_per_epoch:
                 self.checkpoint()
+            if self._stop:
+                raise KeyboardInterrupt
         return value
 
     def checkpoint(self) -> None:
@@ -174,6 +242,7 @@ class Trainer:
             path, model=self.run.model, optimizer=self.run.optimizer, objects=self.objects
         )
         self.saved_step = self.state.step
+        self._loss_at_step = list(self.state.epoch_loss)
         if self.procs.main:
             remove_stale(self.run_dir)  # temporary files of a writer killed mid-write
         world = contents.info["world"]

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from ..errors import ConfigError
 from ..evaluation.metrics import METRICS
-from ..files.atomic import atomic_write
+from ..files.atomic import atomic_write, output_error
 from .config import TrainConfig
 
-__all__ = ["PLOT_EVERY", "RunLog", "plot_curves"]
+__all__ = ["PLOT_EVERY", "RUN_FILES", "RunLog", "plot_curves"]
 
 PLOT_EVERY = 20.0  # seconds between redraws of curves.png when epochs are short
+# What a run writes in its directory: two runs there would mix them.
+RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "curves.png", "config.yaml")
 
 
 class RunLog:
@@ -26,6 +30,31 @@ class RunLog:
     def __init__(self, run_dir: Path, *, main: bool) -> None:
         self.run_dir, self.main = run_dir, main
         self.plotted = -float("inf")  # when curves.png was last drawn
+
+    def claim(self, *, resume: bool, overwrite: bool) -> None:
+        """Make sure the run directory can be written and holds no other run's files: those
+        are continued (``resume``), replaced (``overwrite``), or refused. Called on every
+        process (the check is the same); only the main one removes files."""
+        run_dir = self.run_dir
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ConfigError(f"--out {run_dir}: a file, not a folder; name a folder for the run")
+        found = [name for name in RUN_FILES if (run_dir / name).exists()]
+        if found and not (resume or overwrite):
+            raise ConfigError(
+                f"--out {run_dir}: holds another run ({found[0]}); continue it with --resume, "
+                "replace it with --overwrite, or choose another --out"
+            )
+        if not self.main:
+            return
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=run_dir):
+                pass
+        except OSError as exc:
+            raise output_error(run_dir, exc) from None
+        if overwrite and not resume:
+            for name in found:
+                (run_dir / name).unlink()
 
     def say(self, message: str) -> None:
         """A line on the console (above any progress bar)."""

@@ -25,10 +25,11 @@ from ..data import (
     collate_pad,
     drop_samples,
     find_bad_samples,
+    label_counts,
     median_frequency_weights,
     train_transform,
 )
-from ..errors import CheckpointError, ConfigError, FcnsegError
+from ..errors import CheckpointError, ConfigError, DataError, FcnsegError
 from ..files import read_weights
 from ..models import FCN, build_fcn
 from .config import TrainConfig
@@ -157,6 +158,38 @@ def _skip_bad(
     return skipped
 
 
+def check_label_space(dataset: SegmentationDataset, say: Callable[[str], None]) -> None:
+    """Refuse a training set that cannot teach anything, and say which classes it never shows,
+    before the first step: nothing is ever silently wrong with the labels."""
+    counts = label_counts(dataset)
+    seen, ignored = counts[:-1], int(counts[-1])
+    values = ", ".join(f"{c}: {int(n):,}" for c, n in enumerate(seen) if n)
+    where = f"{config_root(dataset)}"
+    if not seen.any():
+        raise DataError(
+            f"{where}: every labelled pixel of the training masks is the ignore label "
+            f"{dataset.ignore_index} ({ignored:,} pixels); nothing can be learned: check that "
+            "the masks hold class indices and that ignore_index is right"
+        )
+    if dataset.ignore_index == 255 and seen[1:].sum() == 0 and ignored:
+        raise DataError(
+            f"{where}: the masks hold only 0 ({int(seen[0]):,} pixels) and 255 ({ignored:,}), "
+            "and 255 is the ignore label, so only class 0 would be learned; for a binary mask "
+            "save the foreground as 1 (e.g. mask // 255), or set ignore_index elsewhere"
+        )
+    never = [name for name, n in zip(dataset.classes, seen, strict=True) if not n]
+    if never:
+        say(
+            f"warning: class(es) {', '.join(never)} never occur in the training masks "
+            f"(pixels per class: {values}); the model cannot learn them"
+        )
+
+
+def config_root(dataset: SegmentationDataset) -> str:
+    """Where a dataset's masks are, for messages."""
+    return str(dataset.samples[0][1].parent) if dataset.samples else "the dataset"
+
+
 def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None]) -> Run:
     """Build the run ``config`` describes on this process (``config`` already resolved)."""
     device = procs.device
@@ -183,6 +216,7 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
     )
     val_set = build_dataset(config.dataset, config.root, config.val_split, **reading)
     skipped = _skip_bad((train_set, val_set), procs, config.workers) if config.skip_bad else []
+    check_label_space(train_set, say)
     model = _model(config, train_set, say)
     if config.sync_bn and procs.world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

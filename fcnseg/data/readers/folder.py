@@ -28,7 +28,9 @@ class FolderDataset(SegmentationDataset):
     where ``palette``, ``ignore_index`` (default 255) and ``ignore_color`` (the RGB of ignored
     pixels in colour-coded masks; default none) are optional. Without classes.json, pass
     ``num_classes``; failing that it is inferred as one more than the largest label in the
-    split's masks (ignore label 255 aside), which reads every mask once and needs index masks.
+    masks of every split under ``ROOT`` (ignore label 255 aside), so that a validation split
+    lacking a class still agrees with the training split; this reads every mask once and needs
+    index masks.
     Classes then are named ``class_0``, ``class_1``, … and coloured with the VOC palette, which
     is also how colour-coded masks are then decoded.
     """
@@ -50,7 +52,13 @@ class FolderDataset(SegmentationDataset):
         else:
             palette, ignore_index, ignore_color = None, 255, None
             if num_classes is None:
-                num_classes = _infer_num_classes(samples, ignore_index, max_pixels)
+                # From every split's masks, so that all splits agree on the classes.
+                everything = [
+                    pair
+                    for other in sorted(p.parent for p in root.glob("*/masks") if p.is_dir())
+                    for pair in (samples if other.name == split else _pairs(other))
+                ]
+                num_classes = _infer_num_classes(everything, ignore_index, max_pixels)
             classes = [f"class_{i}" for i in range(num_classes)]
         super().__init__(
             samples,
@@ -104,6 +112,10 @@ def _is_color(value: Any) -> bool:
         and len(value) == 3
         and all(isinstance(v, int) and 0 <= v <= 255 for v in value)
     )
+
+
+def _pairs(split_dir: Path) -> list[tuple[Path, Path]]:
+    return pair_by_stem(split_dir / "images", split_dir / "masks")
 
 
 def _infer_num_classes(samples: list[tuple[Path, Path]], ignore_index: int, max_pixels: int) -> int:

@@ -86,7 +86,7 @@ class SBDDataset(SegmentationDataset):
     def read_labels(self, path: Path) -> np.ndarray:
         try:
             mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
-        except (OSError, ValueError, TypeError, NotImplementedError):
+        except Exception:  # scipy reports a damaged file with many types (MatReadError…)
             raise DataError(
                 f"{path}: cannot read MATLAB file (truncated or not a .mat); "
                 "re-extract it from the SBD archive"
