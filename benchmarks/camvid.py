@@ -46,6 +46,8 @@ def run(model: str, args: argparse.Namespace, out: Path) -> dict[str, object]:
         values["epochs"] = args.epochs
     if args.resume:
         values["resume"] = True
+    else:  # the benchmark owns its run directories: a new run replaces the last one
+        values["overwrite"] = True
     start = time.time()
     result = train(TrainConfig.from_dict(values))
     wall = time.time() - start

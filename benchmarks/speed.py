@@ -49,7 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import fcnseg
 from fcnseg.files.onnx import export_onnx
 from fcnseg.inference import CoarseScores, Predictor, Upsampling, cpu_has_bf16
-from fcnseg.models import output_field
+from fcnseg.models import output_field, pad_to_stride
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMVID = ROOT.parent / "shared" / "datasets" / "camvid"
@@ -188,8 +188,8 @@ def fit_scores(
         return
     x = model.normalization(images)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16()):
-        pad = (0, -x.shape[-1] % model.pad_to, 0, -x.shape[-2] % model.pad_to)
-        feats = {s: f.float() for s, f in model.backbone(torch.nn.functional.pad(x, pad)).items()}
+        padded = pad_to_stride(x, model.pad_to)
+        feats = {s: f.float() for s, f in model.backbone(padded).items()}
     # The loss is taken on every 4th row and column: the final upsampling as two matrices
     # (fcnseg.inference.Upsampling) gives those pixels' scores without the full map.
     up = Upsampling.of(model)

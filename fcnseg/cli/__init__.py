@@ -4,7 +4,9 @@
 torch; ``fcnseg COMMAND ...`` imports ``fcnseg.cli.COMMAND``, which declares its arguments
 (``add_arguments``) and runs (``run``). Mistakes a person can fix end as one line,
 ``error: <message>``, on stderr with exit status 2 and no traceback; bad arguments get argparse's
-usage message (also status 2); an interruption exits 130.
+usage message (also status 2); an interruption exits 130. Warnings show as one line each.
+
+Owns: the command line. May import: every layer (each command imports what it runs, when run).
 """
 
 from __future__ import annotations
