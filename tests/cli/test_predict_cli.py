@@ -59,8 +59,12 @@ def test_writes_palette_masks_and_overlays(checkpoint, folder, tmp_path):
     model = fcnseg.load(checkpoint).eval()
     image = torch.from_numpy(np.array(Image.open(folder / "a.png"))).permute(2, 0, 1)[None]
     with torch.no_grad():
-        expected = model(model.normalization(image)).argmax(1)[0].numpy()
-    assert (np.array(Image.open(out / "a.png")) == expected).all()
+        scores = model(model.normalization(image))[0]
+    mask = torch.from_numpy(np.array(Image.open(out / "a.png"))).long()
+    # The same function by other float32 arithmetic (tests/inference: _same_classes): a class
+    # may differ only where two scores tie within rounding.
+    chosen = scores.gather(0, mask[None])[0]
+    assert (scores.max(0).values - chosen <= 1e-3 * scores.abs().amax()).all()
 
 
 def test_probabilities_and_globs(checkpoint, folder, tmp_path):

@@ -30,6 +30,23 @@ def _reference(model: fcnseg.FCN, images: torch.Tensor) -> torch.Tensor:
         return model(model.normalization(images))
 
 
+def _same_classes(labels: torch.Tensor, scores: torch.Tensor) -> None:
+    """``labels`` are the argmax of ``scores`` N×C×H×W up to rounding.
+
+    The predictor computes the same function by other float32 arithmetic (batch norm folded
+    into the convolutions, channels-last kernels, the upsampling as matrices), in an order each
+    CPU's kernels choose. Sums of n terms then differ by about n·2⁻²⁴ of their magnitude, so
+    where two classes' scores are that close either may win; everywhere else the class must be
+    the same. 1e-3 of the largest score is a bound on such differences with margin (n ≲ 10⁴).
+    """
+    labels = labels.long().reshape(scores.shape[0], *scores.shape[2:])
+    best = scores.max(1).values
+    chosen = scores.gather(1, labels[:, None])[:, 0]
+    tolerance = 1e-3 * scores.abs().amax()
+    assert (best - chosen <= tolerance).all(), (best - chosen).max()
+    assert (labels == scores.argmax(1)).float().mean() >= 0.99
+
+
 def _built(build, **kwargs) -> fcnseg.FCN:
     torch.manual_seed(0)  # the backbone's random initialisation too: results depend on it
     return _scored(build(num_classes=3, **kwargs))
@@ -50,7 +67,7 @@ def test_fp32_equals_forward_argmax(lite, images):
     predictor = Predictor(lite, precision="fp32")
     labels = predictor(images)
     assert labels.dtype == torch.uint8 and labels.shape == (2, 45, 70)
-    assert torch.equal(labels.long(), _reference(lite, images).argmax(1))
+    _same_classes(labels, _reference(lite, images))
 
 
 def test_inputs_of_every_kind_and_size(lite, images):
@@ -59,8 +76,10 @@ def test_inputs_of_every_kind_and_size(lite, images):
     array = images[1].permute(1, 2, 0).numpy().copy()
     out = predictor([odd, Image.fromarray(array), array, images[0]])
     assert [tuple(o.shape) for o in out] == [(31, 50), (45, 70), (45, 70), (45, 70)]
-    assert torch.equal(out[0].long(), _reference(lite, odd[None]).argmax(1)[0])
-    assert torch.equal(out[1], out[2]) and torch.equal(out[3], predictor(images[0]))
+    _same_classes(out[0], _reference(lite, odd[None]))
+    assert torch.equal(out[1], out[2])  # one batch: the same arithmetic
+    _same_classes(out[3], _reference(lite, images[:1]))
+    _same_classes(predictor(images[0]), _reference(lite, images[:1]))
     grey = predictor(array[..., 0])
     assert torch.equal(grey, predictor(np.repeat(array[..., :1], 3, axis=2)))
     assert isinstance(fcnseg.predict(lite, array, precision="fp32"), np.ndarray)
@@ -79,7 +98,7 @@ def test_caffe_geometry_crops(vgg_models):
         0, 256, (1, 3, 37, 52), dtype=torch.uint8, generator=torch.Generator().manual_seed(2)
     )
     labels = Predictor(model, precision="fp32")(image)
-    assert torch.equal(labels.long(), _reference(model, image).argmax(1))
+    _same_classes(labels, _reference(model, image))
 
 
 @pytest.mark.skipif(not cpu_has_bf16(), reason="no bf16 instructions on this CPU")
