@@ -13,10 +13,7 @@ and their confusion matrices are all-reduced, so N processes report exactly the 
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,15 +23,15 @@ import torch
 from torch.utils.data import Subset
 from tqdm import tqdm
 
-from ..errors import FcnsegError
 from ..evaluation import confusion
 from ..files import save
-from ..files.atomic import remove_stale
+from .checkpoints import Checkpoints
 from .config import TrainConfig
 from .distributed import Processes, mix
+from .interrupt import StopRequest
 from .runlog import RunLog
 from .setup import Run, build_run
-from .state import TrainState, rng_state, set_rng_state
+from .state import TrainState
 from .step import backward, update, weights_finite
 
 __all__ = ["Trainer", "train", "validate"]
@@ -50,59 +47,33 @@ class Trainer:
         self.log.claim(resume=config.resume, overwrite=config.overwrite)
         self.run = build_run(config, procs, self.log.say)
         self.log.skipped(self.run.skipped)
-        self.state = TrainState()
-        self.saved_step: int | None = None  # the step of the last checkpoint written
-        self._loss_at_step = [0.0, 0]  # the epoch's loss at the last optimiser step
-        self._stop = False  # Ctrl-C asked to stop at the next step
-        self._whole = True  # no step was cut in the middle
-        self.objects = {"scheduler": self.run.scheduler, "scaler": self.run.scaler}
-        if config.resume:
-            self._restore(self.run_dir / "last.safetensors")
+        self.checkpoints = Checkpoints(self.run_dir, self.run, config, procs, self.log)
+        self.stop = StopRequest(enabled=procs.world == 1, say=self.log.warn)
+        self.state = self.checkpoints.restore() if config.resume else TrainState()
+        self._loss_at_step = list(self.state.epoch_loss)  # the epoch's loss at the last step
 
     def fit(self) -> dict[str, Any]:
         """Train to the last epoch; the result :func:`train` returns. Interrupted (Ctrl-C),
         it first checkpoints the last step taken, so that ``--resume`` continues from it."""
         try:
-            with self._deferred_interrupt():
+            with self.stop.deferred():
                 return self._fit()
         except KeyboardInterrupt:
             self._interrupted()
             raise
 
-    @contextlib.contextmanager
-    def _deferred_interrupt(self) -> Iterator[None]:
-        """Ctrl-C asks to stop at the next optimiser step, where the state is whole and can be
-        saved; a second Ctrl-C stops at once. (One process only: under torchrun every process
-        would have to agree on the step, so there the first Ctrl-C stops at once.)"""
-        if self.procs.world > 1 or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def ask(signum: int, frame: object) -> None:
-            if self._stop:
-                self._whole = False
-                raise KeyboardInterrupt
-            self._stop = True
-            self.log.warn("stopping after this step to save it (Ctrl-C again: at once)")
-
-        previous = signal.signal(signal.SIGINT, ask)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
     def _interrupted(self) -> None:
-        state = self.state
-        if self._whole and state.step not in (0, self.saved_step):
+        state, saved = self.state, self.checkpoints.saved_step
+        if self.stop.whole and state.step not in (0, saved):
             state.epoch_loss = list(self._loss_at_step)  # the batches of a partial step redo
             if weights_finite(self.run.model, self.procs):
                 self.checkpoint()
-        if self.saved_step is None:
+        if self.checkpoints.saved_step is None:
             self.log.warn("interrupted before the first optimiser step: nothing to resume")
         else:
             self.log.warn(
-                f"interrupted; step {self.saved_step} is saved: continue with "
-                f"`fcnseg train --resume --out {self.run_dir}`"
+                f"interrupted; step {self.checkpoints.saved_step} is saved: continue "
+                f"with `fcnseg train --resume --out {self.run_dir}`"
             )
 
     def _fit(self) -> dict[str, Any]:
@@ -130,7 +101,7 @@ class Trainer:
                 )
             self.checkpoint()
             self.log.epoch(record, state.history, epochs=config.epochs, best=best)
-            if self._stop:
+            if self.stop.asked:
                 raise KeyboardInterrupt
         return {
             "best": state.best,
@@ -177,7 +148,7 @@ class Trainer:
         try:
             yield from self.run.loader
         except RuntimeError:
-            if not self._stop:
+            if not self.stop.asked:
                 raise
             raise KeyboardInterrupt from None
 
@@ -198,7 +169,7 @@ class Trainer:
             run, config, procs, images, masks, generator=generator, scale=scale, sync=last_of_group
         )
         if not math.isfinite(value):
-            raise self._diverged(state.step + 1, f"the loss is {value}")
+            raise self.checkpoints.diverged(state.step + 1, f"the loss is {value}")
         state.epoch_loss[0] += value
         state.epoch_loss[1] += 1
         if last_of_group:
@@ -209,69 +180,19 @@ class Trainer:
             every = config.checkpoint_every
             if every and state.step % every == 0 and state.step_in_epoch < run.steps_per_epoch:
                 self.checkpoint()
-            if self._stop:
+            if self.stop.asked:
                 raise KeyboardInterrupt
         return value
 
     def checkpoint(self) -> None:
-        """Write ``last.safetensors`` (collective: every process sends its RNG states)."""
+        """Write ``last.safetensors``, once the weights are known to be finite (collective)."""
         self._check_finite()
-        run = self.run
-        rng = self.procs.gather(rng_state(self.procs.device))
-        if self.procs.main:
-            self.state.save(
-                self.run_dir / "last.safetensors",
-                model=run.model,
-                meta=run.model.meta.to_json(),
-                optimizer=run.optimizer,
-                objects=self.objects,
-                rng=rng,
-                config=self.config.to_dict(),
-                world=self.procs.world,
-            )
-        self.saved_step = self.state.step
-        self.procs.barrier()
-
-    def _restore(self, path: Path) -> None:
-        if not path.is_file():
-            raise FcnsegError(
-                f"{path}: nothing to resume; train without --resume first, or "
-                "point --out at the run directory"
-            )
-        self.state, contents = TrainState.restore(
-            path, model=self.run.model, optimizer=self.run.optimizer, objects=self.objects
-        )
-        self.saved_step = self.state.step
-        self._loss_at_step = list(self.state.epoch_loss)
-        if self.procs.main:
-            remove_stale(self.run_dir)  # temporary files of a writer killed mid-write
-        world = contents.info["world"]
-        if world == self.procs.world:
-            set_rng_state(contents.rng[self.procs.rank], self.procs.device)
-        else:
-            self.log.say(
-                f"resuming {world}-process training with {self.procs.world}: the data "
-                "order is kept, the dropout draws are not"
-            )
-        self.log.say(f"resumed from {path} at epoch {self.state.epoch + 1}, step {self.state.step}")
-
-    def _diverged(self, step: int, what: str) -> FcnsegError:
-        """The one-line error that stops a run whose loss or weights are no longer finite."""
-        last = self.run_dir / "last.safetensors"
-        kept = (
-            f"the last checkpoint, {last} (step {self.saved_step}), is kept"
-            if self.saved_step is not None
-            else "no checkpoint was written"
-        )
-        return FcnsegError(
-            f"step {step}: {what}; training stopped and {kept}; lower --lr (the "
-            "summed loss wants ~1e-10) or turn off --amp, and train again"
-        )
+        self.checkpoints.write(self.state)
 
     def _check_finite(self) -> None:
         """Refuse to go on with (and to save) weights that are no longer finite. Collective."""
         if not weights_finite(self.run.model, self.procs):
-            raise self._diverged(
+            raise self.checkpoints.diverged(
                 self.state.step, "the weights are no longer finite (the training diverged)"
             )
 
