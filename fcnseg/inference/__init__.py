@@ -5,7 +5,7 @@
 * :mod:`.prepare`: network preparation for speed (:func:`prepare_network`);
 * :mod:`.precision`: the precision choice, measured (:class:`Calibration`);
 * :mod:`.tiling`: the tiling plan, from the receptive field (§3.1);
-* :mod:`.inputs`: what counts as an image.
+* :mod:`.inputs`, :mod:`.outputs`: what counts as an image; what is written per pixel.
 
 Owns: running a trained model. May import: models, data's decoding, files (ONNX), device.
 """

@@ -25,6 +25,7 @@ from ..models import FCN, ModelMeta
 from . import precision as calibration
 from .backends import make_backend
 from .inputs import ImageLike, as_image_tensor, check_batch
+from .outputs import Output
 from .tiling import UNBOUNDED, TilePlan
 
 __all__ = ["CPU_PASS_PIXELS", "Predictor"]
@@ -122,7 +123,7 @@ class Predictor:
 
     @property
     def label_dtype(self) -> torch.dtype:
-        return torch.uint8 if self.num_classes <= 256 else torch.int64
+        return Output(self.num_classes).label_dtype
 
     # -- calibration
 
@@ -163,101 +164,82 @@ class Predictor:
         return self._apply(images, out, probabilities=True, dtype=dtype)
 
     def _apply(self, images, out, *, probabilities: bool, dtype: torch.dtype = torch.float32):
+        kind = Output(self.num_classes, probabilities, dtype)
         batch = isinstance(images, Tensor) and images.ndim == 4
         if out is not None and (batch or isinstance(images, (list, tuple))):
             raise ConfigError("out= takes one image at a time")
         if batch:
             images = check_batch(images)
             if self.plan.tiled(*images.shape[-2:]):
-                return torch.stack(self._many(list(images), probabilities, dtype))
-            return self._batch(images, probabilities, dtype)
+                return torch.stack(self._many(list(images), kind))
+            return self._batch(images, kind)
         if isinstance(images, (list, tuple)):
-            return self._many(list(images), probabilities, dtype)
+            return self._many(list(images), kind)
         image = as_image_tensor(images)
         if out is None:
-            return self._many([image], probabilities, dtype)[0]
+            return self._many([image], kind)[0]
         target = torch.from_numpy(out) if isinstance(out, np.ndarray) else out
-        if tuple(target.shape) != self._shape(image, probabilities):
-            raise ConfigError(
-                f"out has shape {tuple(target.shape)}, expected {self._shape(image, probabilities)}"
-            )
+        if tuple(target.shape) != kind.shape(image):
+            raise ConfigError(f"out has shape {tuple(target.shape)}, expected {kind.shape(image)}")
         with torch.inference_mode():
-            self._one(image, target, probabilities)
+            self._one(image, target, kind)
         return target
 
     # -- batching by size, whole or tiled
 
-    def _shape(self, image: Tensor, probabilities: bool) -> tuple[int, ...]:
-        return (self.num_classes, *image.shape[-2:]) if probabilities else tuple(image.shape[-2:])
-
-    def _empty(self, shape: tuple[int, ...], probabilities: bool, dtype: torch.dtype) -> Tensor:
-        return torch.empty(shape, dtype=dtype if probabilities else self.label_dtype)
-
-    def _many(
-        self, images: list[ImageLike], probabilities: bool, dtype: torch.dtype
-    ) -> list[Tensor]:
+    def _many(self, images: list[ImageLike], kind: Output) -> list[Tensor]:
         """Images of one size run as a batch; others (and tiled ones) one by one."""
         if not images:
             raise ConfigError("no images given")
         tensors = [as_image_tensor(im) for im in images]
-        results: list[Tensor | None] = [None] * len(tensors)
+        results: list[Tensor] = [torch.empty(0)] * len(tensors)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, t in enumerate(tensors):
             groups.setdefault(tuple(t.shape[-2:]), []).append(i)
         with torch.inference_mode():
             for (h, w), members in groups.items():
-                if self.plan.tiled(h, w):
-                    for i in members:
-                        results[i] = self._empty(
-                            self._shape(tensors[i], probabilities), probabilities, dtype
-                        )
-                        self._one(tensors[i], results[i], probabilities)
-                    continue
-                for start in range(0, len(members), self.batch_size):
-                    chunk = members[start : start + self.batch_size]
-                    out = self._batch(
-                        torch.stack([tensors[i] for i in chunk]), probabilities, dtype
-                    )
+                tiled = self.plan.tiled(h, w)
+                step = 1 if tiled else self.batch_size
+                for start in range(0, len(members), step):
+                    chunk = members[start : start + step]
+                    stacked = torch.stack([tensors[i] for i in chunk])
+                    if tiled:
+                        out = kind.empty(stacked)
+                        self._one(stacked[0], out[0], kind)
+                    else:
+                        out = self._batch(stacked, kind)
                     for i, o in zip(chunk, out, strict=True):
                         results[i] = o
-        return results  # type: ignore[return-value]
+        return results
 
-    def _batch(self, images: Tensor, probabilities: bool, dtype: torch.dtype) -> Tensor:
+    def _batch(self, images: Tensor, kind: Output) -> Tensor:
         """A uint8 batch N×3×H×W of one size, run ``batch_size`` at a time."""
         h, w = images.shape[-2:]
-        out = self._empty(
-            (len(images), *self._shape(images[0], probabilities)), probabilities, dtype
-        )
+        out = kind.empty(images)
         step = self.batch_size
         if self.device.type == "cpu":  # passes whose activations still fit the caches
             step = max(1, min(step, CPU_PASS_PIXELS // (h * w)))
         with torch.inference_mode():
             for start in range(0, len(images), step):
                 chunk = slice(start, start + step)
-                self._run(images[chunk], out[chunk], (0, h), (0, w), probabilities)
+                self._run(images[chunk], out[chunk], (0, h), (0, w), kind)
         return out
 
-    def _one(self, image: Tensor, out: Tensor, probabilities: bool) -> None:
+    def _one(self, image: Tensor, out: Tensor, kind: Output) -> None:
         """One image into ``out``: whole, or tile by tile."""
         h, w = image.shape[-2:]
         if not self.plan.tiled(h, w):
-            self._run(image[None], out[None], (0, h), (0, w), probabilities)
+            self._run(image[None], out[None], (0, h), (0, w), kind)
             return
         if self.plan.unbounded and not self._unbounded_warned:
             warnings.warn(UNBOUNDED, stacklevel=4)
             self._unbounded_warned = True
         for piece, target, rows, cols in self.plan.tiles(image, out):
-            self._run(piece[None], target[None], rows, cols, probabilities)
+            self._run(piece[None], target[None], rows, cols, kind)
 
-    def _run(
-        self, images: Tensor, out: Tensor, rows: Span, cols: Span, probabilities: bool
-    ) -> None:
-        """Write labels (N×h×w) or probabilities (N×C×h×w) of ``rows × cols`` into ``out``."""
-        precision = self.calibrate(images)
+    def _run(self, images: Tensor, out: Tensor, rows: Span, cols: Span, kind: Output) -> None:
+        """Write the outputs of ``rows × cols`` of a batch into ``out``, band by band."""
         top = 0
-        for scores in self.backend.scores(images, rows, cols, precision):
-            n = scores.shape[-2]
-            # max(1) finds the first maximum as argmax does, several times faster over dim 1
-            result = scores.softmax(1) if probabilities else scores.max(1).indices
-            out[..., top : top + n, :].copy_(result)
-            top += n
+        for scores in self.backend.scores(images, rows, cols, self.calibrate(images)):
+            out[..., top : top + scores.shape[-2], :].copy_(kind.of(scores))
+            top += scores.shape[-2]

@@ -1,8 +1,10 @@
 """Training (paper §3.4, §4.3): whole images or crops, end to end, resumable exactly.
 
-* :mod:`.config`: :class:`TrainConfig`, every setting once (flags, YAML and the API);
+* :mod:`.config`: :class:`TrainConfig`, every setting once (flags, YAML and the API),
+  checked by :mod:`.checks`;
 * :mod:`.setup`: building a run from its settings (data, model, loss, optimiser, loader);
-* :mod:`.loop`: the step, the epoch, validation and checkpoints (:func:`train`);
+* :mod:`.loop`: epochs and validation (:func:`train`); :mod:`.step`: one optimiser step;
+* :mod:`.checkpoints`: ``last.safetensors`` written and restored; :mod:`.interrupt`: Ctrl-C;
 * :mod:`.state`: :class:`TrainState`, the one thing checkpointed and restored;
 * :mod:`.loss`, :mod:`.optim`: the per-pixel loss, the optimiser and the schedule;
 * :mod:`.runlog`: the console and the run directory's logs;
