@@ -7,6 +7,7 @@ docs/CONTRACTS.md fixes; problems in the files surface as one-line ``DataError``
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..registry import Registry
 from .decode import (
     MAX_PIXELS,
@@ -27,6 +28,7 @@ from .decode import (
     to_labels,
     to_rgb_tensor,
 )
+from .labelmap import LabelMap
 from .transforms import JointTransform
 
 __all__ = ["DATASETS", "SegmentationDataset", "build_dataset", "list_datasets", "voc_palette"]
@@ -74,8 +76,10 @@ class SegmentationDataset(Dataset):
         ignore_color: Color | None = None,
         transform: JointTransform | None = None,
         max_pixels: int = MAX_PIXELS,
+        label_map: LabelMap | None = None,
     ) -> None:
         self.samples = samples
+        self.label_map = label_map
         self.classes = list(classes)
         self.palette = list(palette) if palette is not None else voc_palette(len(self.classes))
         self.ignore_index = ignore_index
@@ -104,6 +108,8 @@ class SegmentationDataset(Dataset):
         """The checked int64 H×W labels of sample ``index``, without reading its image."""
         mask_path = self.samples[index][1]
         labels = self.read_labels(mask_path)
+        if self.label_map is not None:
+            labels = self.label_map.apply(labels, self.ignore_index)
         check_labels(labels, mask_path, self.num_classes, self.ignore_index)
         return torch.from_numpy(labels)
 
@@ -130,8 +136,18 @@ def build_dataset(
     transform: JointTransform | None = None,
     **kwargs: Any,
 ) -> SegmentationDataset:
-    """The dataset reader registered as ``name`` over ``root``/``split``."""
-    return DATASETS[name](Path(root), split, transform=transform, **kwargs)
+    """The dataset reader registered as ``name`` over ``root``/``split``; ``kwargs`` are the
+    reader's options (``max_pixels``, ``label_map``…), refused by name if it has none such."""
+    reader = DATASETS[name]
+    accepted = inspect.signature(reader).parameters
+    for option in kwargs:
+        if option not in accepted:
+            flag = option.replace("_", "-")
+            raise ConfigError(
+                f"--{flag} is not an option of the {name} reader; drop it, or use "
+                "a reader that has it (e.g. folder)"
+            )
+    return reader(Path(root), split, transform=transform, **kwargs)
 
 
 def list_datasets() -> list[str]:

@@ -85,7 +85,7 @@ def check_setting(name: str, annotation: str, value: Any) -> Any:
             return value
         if not any(k in kinds for k in ("int", "float")):
             raise _wrong(name, kinds, value)
-    if isinstance(value, str) and "str" in kinds:
+    if isinstance(value, str) and "str" in kinds or isinstance(value, dict) and "dict" in kinds:
         return value
     for kind in ("int", "float"):
         if kind in kinds:
@@ -104,6 +104,6 @@ def check_setting(name: str, annotation: str, value: Any) -> Any:
 
 
 def _wrong(name: str, kinds: list[str], value: Any) -> ConfigError:
-    words = {"bool": "true or false", "str": "text", "None": "nothing"}
+    words = {"bool": "true or false", "str": "text", "None": "nothing", "dict": "a mapping"}
     wanted = " or ".join(words.get(k, k) for k in kinds)
     return ConfigError(f"{_name(name)}: expected {wanted}, not {value!r}")

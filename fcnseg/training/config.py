@@ -67,6 +67,12 @@ class TrainConfig:
     workers: int | None = _setting(
         None, "data loader processes (default: min(2, CPUs))", type=int, metavar="N"
     )
+    label_map: str | dict | None = _setting(
+        None,
+        'mask value → class, overriding classes.json\'s "map": 255:1 (binary 0/255 masks), '
+        "0:ignore,*:-1 (0 unlabelled, the rest shifted down)",
+        metavar="V:C,...",
+    )
     max_pixels: int | None = _setting(
         None,
         "refuse images of more pixels than N, a decompression-bomb guard (default: "

@@ -174,8 +174,8 @@ def check_label_space(dataset: SegmentationDataset, say: Callable[[str], None]) 
     if dataset.ignore_index == 255 and seen[1:].sum() == 0 and ignored:
         raise DataError(
             f"{where}: the masks hold only 0 ({int(seen[0]):,} pixels) and 255 ({ignored:,}), "
-            "and 255 is the ignore label, so only class 0 would be learned; for a binary mask "
-            "save the foreground as 1 (e.g. mask // 255), or set ignore_index elsewhere"
+            "and 255 is the ignore label, so only class 0 would be learned; map it to class 1: "
+            '"map": {"255": 1} in classes.json, or --label-map 255:1'
         )
     never = [name for name, n in zip(dataset.classes, seen, strict=True) if not n]
     if never:
@@ -206,6 +206,8 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
     torch.manual_seed(config.seed)  # the same initial weights on every process
     np.random.seed(config.seed % 2**32)
     reading: dict[str, Any] = {"max_pixels": config.max_pixels} if config.max_pixels else {}
+    if config.label_map is not None:
+        reading["label_map"] = config.label_map
     train_set = build_dataset(config.dataset, config.root, config.train_split, **reading)
     train_set.transform = train_transform(
         crop=config.crop,

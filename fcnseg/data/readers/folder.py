@@ -9,6 +9,7 @@ from typing import Any
 from ...errors import DataError
 from ..datasets import DATASETS, SegmentationDataset
 from ..decode import MAX_PIXELS, Color, open_image, to_labels
+from ..labelmap import LabelMap
 from ..transforms import JointTransform
 from .pairing import pair_by_stem
 
@@ -43,14 +44,19 @@ class FolderDataset(SegmentationDataset):
         transform: JointTransform | None = None,
         num_classes: int | None = None,
         max_pixels: int = MAX_PIXELS,
+        label_map: str | dict | None = None,
     ) -> None:
         root = Path(root)
         samples = pair_by_stem(root / split / "images", root / split / "masks")
         description = root / "classes.json"
+        mapping = None
         if description.is_file():
-            classes, palette, ignore_index, ignore_color = _read_classes_json(description)
+            classes, palette, ignore_index, ignore_color, mapping = _read_classes_json(description)
         else:
             palette, ignore_index, ignore_color = None, 255, None
+        if label_map is not None:  # the flag overrides the file
+            mapping = LabelMap.parse(label_map, source="--label-map")
+        if not description.is_file():
             if num_classes is None:
                 # From every split's masks, so that all splits agree on the classes.
                 everything = [
@@ -58,7 +64,7 @@ class FolderDataset(SegmentationDataset):
                     for other in sorted(p.parent for p in root.glob("*/masks") if p.is_dir())
                     for pair in (samples if other.name == split else _pairs(other))
                 ]
-                num_classes = _infer_num_classes(everything, ignore_index, max_pixels)
+                num_classes = _infer_num_classes(everything, ignore_index, max_pixels, mapping)
             classes = [f"class_{i}" for i in range(num_classes)]
         super().__init__(
             samples,
@@ -68,10 +74,13 @@ class FolderDataset(SegmentationDataset):
             ignore_color=ignore_color,
             transform=transform,
             max_pixels=max_pixels,
+            label_map=mapping,
         )
 
 
-def _read_classes_json(path: Path) -> tuple[list[str], list[Color] | None, int, Color | None]:
+def _read_classes_json(
+    path: Path,
+) -> tuple[list[str], list[Color] | None, int, Color | None, LabelMap | None]:
     try:
         spec = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -103,7 +112,8 @@ def _read_classes_json(path: Path) -> tuple[list[str], list[Color] | None, int, 
         if not _is_color(ignore_color):
             raise DataError(f'{path}: "ignore_color" must be [r, g, b] with values 0–255')
         ignore_color = tuple(ignore_color)
-    return classes, palette, ignore_index, ignore_color
+    mapping = LabelMap.parse(spec["map"], source=str(path)) if "map" in spec else None
+    return classes, palette, ignore_index, ignore_color, mapping
 
 
 def _is_color(value: Any) -> bool:
@@ -118,7 +128,12 @@ def _pairs(split_dir: Path) -> list[tuple[Path, Path]]:
     return pair_by_stem(split_dir / "images", split_dir / "masks")
 
 
-def _infer_num_classes(samples: list[tuple[Path, Path]], ignore_index: int, max_pixels: int) -> int:
+def _infer_num_classes(
+    samples: list[tuple[Path, Path]],
+    ignore_index: int,
+    max_pixels: int,
+    mapping: LabelMap | None = None,
+) -> int:
     largest = -1
     for _, mask_path in samples:
         # No palette yet: a colour-coded mask is refused, asking for classes.json.
@@ -129,6 +144,8 @@ def _infer_num_classes(samples: list[tuple[Path, Path]], ignore_index: int, max_
             ignore_index=ignore_index,
             ignore_color=None,
         )
+        if mapping is not None:
+            labels = mapping.apply(labels, ignore_index)
         labels = labels[labels != ignore_index]
         if labels.size:
             largest = max(largest, int(labels.max()))
