@@ -53,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="mask value → class, as in training (e.g. 255:1); overrides classes.json's map",
     )
     parser.add_argument(
+        "--mask-pattern",
+        metavar="PATTERN",
+        help="masks named after their image by a pattern, e.g. '{stem}_1stHO.png'",
+    )
+    parser.add_argument(
         "--skip-bad",
         action="store_true",
         help="check every sample first; skip and list the unreadable or "
@@ -72,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = load(args.checkpoint, map_location=str(device))
     reading = {"max_pixels": args.max_pixels} if args.max_pixels else {}
-    if args.label_map is not None:
-        reading["label_map"] = args.label_map
+    for option in ("label_map", "mask_pattern"):
+        if getattr(args, option) is not None:
+            reading[option] = getattr(args, option)
     dataset = build_dataset(args.dataset, args.root, args.split, **reading)
     if model.num_classes != dataset.num_classes:
         raise FcnsegError(

@@ -73,6 +73,11 @@ class TrainConfig:
         "0:ignore,*:-1 (0 unlabelled, the rest shifted down)",
         metavar="V:C,...",
     )
+    mask_pattern: str | None = _setting(
+        None,
+        "masks named after their image by a pattern, e.g. '{stem}_1stHO.png' (folder reader)",
+        metavar="PATTERN",
+    )
     max_pixels: int | None = _setting(
         None,
         "refuse images of more pixels than N, a decompression-bomb guard (default: "

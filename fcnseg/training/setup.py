@@ -206,8 +206,9 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
     torch.manual_seed(config.seed)  # the same initial weights on every process
     np.random.seed(config.seed % 2**32)
     reading: dict[str, Any] = {"max_pixels": config.max_pixels} if config.max_pixels else {}
-    if config.label_map is not None:
-        reading["label_map"] = config.label_map
+    for option in ("label_map", "mask_pattern"):
+        if getattr(config, option) is not None:
+            reading[option] = getattr(config, option)
     train_set = build_dataset(config.dataset, config.root, config.train_split, **reading)
     train_set.transform = train_transform(
         crop=config.crop,

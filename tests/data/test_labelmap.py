@@ -85,3 +85,23 @@ def test_inferred_classes_follow_the_map(tmp_path) -> None:
 def test_a_reader_without_the_option_says_so(tmp_path) -> None:
     with pytest.raises(ConfigError, match="--label-map is not an option of the camvid reader"):
         build_dataset("camvid", tmp_path, "train", label_map="255:1")
+
+
+def test_masks_paired_by_a_pattern(tmp_path) -> None:
+    root = tmp_path / "d"
+    for split in ("train", "val"):
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "masks").mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / split / "images/Image_01L.jpg")
+        for observer, value in (("1stHO", 1), ("2ndHO", 0)):
+            mask = np.full((8, 8), value, np.uint8)
+            Image.fromarray(mask).save(root / split / "masks" / f"Image_01L_{observer}.png")
+    dataset = build_dataset("folder", root, "train", mask_pattern="{stem}_1stHO.png")
+    assert dataset.samples[0][1].name == "Image_01L_1stHO.png"
+    assert dataset[0][1].unique().tolist() == [1]
+    with pytest.raises(DataError, match=r"1 mask\(s\) named by '\{stem\}_3rdHO.png' missing"):
+        build_dataset("folder", root, "train", mask_pattern="{stem}_3rdHO.png")
+    (root / "classes.json").write_text(
+        json.dumps({"classes": ["bg", "vessel"], "mask_pattern": "{stem}_2ndHO.png"})
+    )
+    assert build_dataset("folder", root, "val")[0][1].unique().tolist() == [0]

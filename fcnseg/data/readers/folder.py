@@ -11,7 +11,7 @@ from ..datasets import DATASETS, SegmentationDataset
 from ..decode import MAX_PIXELS, Color, open_image, to_labels
 from ..labelmap import LabelMap
 from ..transforms import JointTransform
-from .pairing import pair_by_stem
+from .pairing import pair_by_pattern, pair_by_stem
 
 __all__ = ["FolderDataset"]
 
@@ -27,7 +27,10 @@ class FolderDataset(SegmentationDataset):
          "ignore_index": 255, "ignore_color": [224, 224, 192]}
 
     where ``palette``, ``ignore_index`` (default 255) and ``ignore_color`` (the RGB of ignored
-    pixels in colour-coded masks; default none) are optional. Without classes.json, pass
+    pixels in colour-coded masks; default none) are optional, and so are ``"map"`` (stored mask
+    values → classes, :mod:`fcnseg.data.labelmap`) and ``"mask_pattern"`` (masks named after
+    their image by a pattern, ``"{stem}_1stHO.png"``, instead of by the same stem); the
+    options ``label_map`` and ``mask_pattern`` override them. Without classes.json, pass
     ``num_classes``; failing that it is inferred as one more than the largest label in the
     masks of every split under ``ROOT`` (ignore label 255 aside), so that a validation split
     lacking a class still agrees with the training split; this reads every mask once and needs
@@ -45,15 +48,22 @@ class FolderDataset(SegmentationDataset):
         num_classes: int | None = None,
         max_pixels: int = MAX_PIXELS,
         label_map: str | dict | None = None,
+        mask_pattern: str | None = None,
     ) -> None:
         root = Path(root)
-        samples = pair_by_stem(root / split / "images", root / split / "masks")
         description = root / "classes.json"
-        mapping = None
+        mapping, spec = None, {}
         if description.is_file():
             classes, palette, ignore_index, ignore_color, mapping = _read_classes_json(description)
+            spec = json.loads(description.read_text())
         else:
             palette, ignore_index, ignore_color = None, 255, None
+        pattern = mask_pattern if mask_pattern is not None else spec.get("mask_pattern")
+        if pattern is not None and not isinstance(pattern, str):
+            raise DataError(
+                f'{description}: "mask_pattern" must be text such as "{{stem}}_mask.png"'
+            )
+        samples = _pairs(root / split, pattern)
         if label_map is not None:  # the flag overrides the file
             mapping = LabelMap.parse(label_map, source="--label-map")
         if not description.is_file():
@@ -62,7 +72,7 @@ class FolderDataset(SegmentationDataset):
                 everything = [
                     pair
                     for other in sorted(p.parent for p in root.glob("*/masks") if p.is_dir())
-                    for pair in (samples if other.name == split else _pairs(other))
+                    for pair in (samples if other.name == split else _pairs(other, pattern))
                 ]
                 num_classes = _infer_num_classes(everything, ignore_index, max_pixels, mapping)
             classes = [f"class_{i}" for i in range(num_classes)]
@@ -124,8 +134,11 @@ def _is_color(value: Any) -> bool:
     )
 
 
-def _pairs(split_dir: Path) -> list[tuple[Path, Path]]:
-    return pair_by_stem(split_dir / "images", split_dir / "masks")
+def _pairs(split_dir: Path, pattern: str | None) -> list[tuple[Path, Path]]:
+    images, masks = split_dir / "images", split_dir / "masks"
+    return (
+        pair_by_stem(images, masks) if pattern is None else pair_by_pattern(images, masks, pattern)
+    )
 
 
 def _infer_num_classes(

@@ -1,4 +1,5 @@
-"""Pairing image files with mask files: by identical stem, or by a VOC-style split list."""
+"""Pairing image files with mask files: by identical stem, by a name pattern
+(``{stem}_1stHO.png``), or by a VOC-style split list."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from ...errors import DataError
 from ..decode import IMAGE_SUFFIXES, LOSSY_SUFFIXES
 
-__all__ = ["pair_by_list", "pair_by_stem"]
+__all__ = ["pair_by_list", "pair_by_pattern", "pair_by_stem"]
 
 
 def _files_by_stem(directory: Path, what: str) -> dict[str, Path]:
@@ -52,7 +53,29 @@ def pair_by_stem(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
             f"{mask_dir}: {len(lonely)} mask(s) without an image in {image_dir} "
             f"({_few(masks[s].name for s in lonely)}); add the images or remove the masks"
         )
-    samples = [(images[stem], masks[stem]) for stem in sorted(images)]
+    return _lossless([(images[stem], masks[stem]) for stem in sorted(images)], mask_dir)
+
+
+def pair_by_pattern(image_dir: Path, mask_dir: Path, pattern: str) -> list[tuple[Path, Path]]:
+    """Each image with the mask named ``pattern`` with its stem, e.g. ``{stem}_1stHO.png`` for
+    ``Image_01L.jpg`` → ``Image_01L_1stHO.png``. Masks no image names are left alone (other
+    annotators' masks may share the folder); an image without its mask is an error."""
+    if "{stem}" not in pattern:
+        raise DataError(f"mask pattern {pattern!r} must contain {{stem}}, e.g. '{{stem}}_mask.png'")
+    images = _files_by_stem(image_dir, "images")
+    if not images:
+        raise DataError(f"{image_dir}: no images found; put images (.png, .jpg) there")
+    names = {stem: pattern.replace("{stem}", stem) for stem in images}
+    samples = [(images[stem], mask_dir / names[stem]) for stem in sorted(images)]
+    if missing := [names[p.stem] for p, m in samples if not m.is_file()]:
+        raise DataError(
+            f"{mask_dir}: {len(missing)} mask(s) named by {pattern!r} missing ({_few(missing)}); "
+            "add them, or fix the pattern"
+        )
+    return _lossless(samples, mask_dir)
+
+
+def _lossless(samples: list[tuple[Path, Path]], mask_dir: Path) -> list[tuple[Path, Path]]:
     lossy = [m.name for _, m in samples if m.suffix.lower() in LOSSY_SUFFIXES]
     if lossy:
         raise DataError(
