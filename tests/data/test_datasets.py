@@ -309,6 +309,40 @@ def test_class_frequencies_by_hand(tmp_path):
 # --- registry --------------------------------------------------------------------------------
 
 
+def cityscapes_tree(root: Path) -> Path:
+    ids = np.array([[7, 8, 26], [0, 33, 23]], np.uint8)  # road, sidewalk, car; unlabelled…
+    for split in ("train", "val"):
+        city = "aachen" if split == "train" else "frankfurt"
+        name = f"{city}_000000_000019"
+        save(root / "leftImg8bit" / split / city / f"{name}_leftImg8bit.png", pixels(2, 3))
+        save(root / "gtFine" / split / city / f"{name}_gtFine_labelIds.png", ids)
+    return root
+
+
+def ade20k_tree(root: Path) -> Path:
+    stored = np.array([[0, 1, 150], [3, 3, 0]], np.uint8)  # 0 unlabelled, 1–150 the classes
+    for split in ("training", "validation"):
+        save(root / "images" / split / f"ADE_{split}_00000001.jpg", pixels(2, 3))
+        save(root / "annotations" / split / f"ADE_{split}_00000001.png", stored)
+    return root
+
+
+def test_cityscapes_ids_become_train_ids(tmp_path):
+    dataset = build_dataset("cityscapes", cityscapes_tree(tmp_path / "c"), "val")
+    assert dataset.num_classes == 19 and dataset.classes[13] == "car"
+    assert dataset[0][1].tolist() == [[0, 1, 13], [255, 18, 10]]
+
+
+def test_ade20k_shifts_down_and_ignores_unlabelled(tmp_path):
+    root = ade20k_tree(tmp_path / "a")
+    dataset = build_dataset("ade20k", root, "train")
+    assert dataset.num_classes == 150 and dataset.ignore_index == 255
+    assert dataset[0][1].tolist() == [[255, 0, 149], [2, 2, 255]]
+    names = "\n".join(f"{i}\t0.1\t1\t1\tname{i};other" for i in range(1, 151))
+    (root / "objectInfo150.txt").write_text("Idx\tRatio\tTrain\tVal\tName\n" + names + "\n")
+    assert build_dataset("ade20k", root, "val").classes[0] == "name1"
+
+
 # How to lay out a small tree for each registered reader: (root, split) under tmp_path.
 READER_TREES = {
     "folder": lambda tmp: (folder(tmp / "f"), "train"),
@@ -316,6 +350,8 @@ READER_TREES = {
     "voc": lambda tmp: (voc_tree(tmp / "v"), "train"),
     "sbd": lambda tmp: (sbd_tree(tmp / "s", LABELS.astype(np.uint8)), "train"),
     "synthetic": lambda tmp: (tmp / "syn", "val"),
+    "cityscapes": lambda tmp: (cityscapes_tree(tmp / "cs"), "train"),
+    "ade20k": lambda tmp: (ade20k_tree(tmp / "ade"), "val"),
 }
 
 
@@ -338,7 +374,9 @@ def test_every_registered_reader_yields_the_contract(name, tmp_path):
 def test_registry_names_every_reader():
     assert {"folder", "camvid", "voc", "sbd", "synthetic"} <= set(DATASETS.names())
     assert fcnseg.list_datasets() == DATASETS.names()
-    with pytest.raises(DataError, match="unknown dataset 'kitti'; use one of: camvid, folder"):
+    with pytest.raises(
+        DataError, match="unknown dataset 'kitti'; use one of: ade20k, camvid, cityscapes, folder"
+    ):
         build_dataset("kitti", "/nowhere", "train")
 
 

@@ -1,7 +1,8 @@
 """The on-disk layouts of the datasets FCN and its successors train on, each registered by name.
 
 ``folder`` (a generic images/ + masks/ tree), ``camvid`` (SegNet's release), ``voc`` (PASCAL
-VOC 2011/2012) and ``sbd`` (Semantic Boundaries Dataset, MATLAB masks). Each reader only finds
+VOC 2011/2012), ``sbd`` (Semantic Boundaries Dataset, MATLAB masks), ``cityscapes`` and
+``ade20k``. Each reader only finds
 the files and describes the classes; :class:`~fcnseg.data.datasets.SegmentationDataset` reads
 and checks them. To add a layout, write a module here with a class under
 ``@DATASETS.register("name")`` and import it below.
@@ -9,9 +10,13 @@ and checks them. To add a layout, write a module here with a class under
 
 from .camvid import CAMVID_CLASSES, CAMVID_PALETTE, CamVidDataset
 from .folder import FolderDataset
+from .scenes import CITYSCAPES_CLASSES, ADE20KDataset, CityscapesDataset
 from .voc import VOC_CLASSES, SBDDataset, VOCDataset
 
 __all__ = [
+    "ADE20KDataset",
+    "CITYSCAPES_CLASSES",
+    "CityscapesDataset",
     "CAMVID_CLASSES",
     "CAMVID_PALETTE",
     "VOC_CLASSES",
