@@ -343,6 +343,33 @@ def test_ade20k_shifts_down_and_ignores_unlabelled(tmp_path):
     assert build_dataset("ade20k", root, "val").classes[0] == "name1"
 
 
+def labelme_tree(root: Path) -> Path:
+    (root / "classes.json").parent.mkdir(parents=True, exist_ok=True)
+    (root / "classes.json").write_text(json.dumps({"classes": ["background", "cat", "dog"]}))
+    shapes = [
+        {"label": "cat", "shape_type": "rectangle", "points": [[1, 1], [4, 3]]},
+        {"label": "dog", "shape_type": "polygon", "points": [[5, 0], [7, 0], [7, 2], [5, 2]]},
+        {"label": "__ignore__", "shape_type": "circle", "points": [[1, 5], [2, 5]]},
+    ]
+    for split in ("train", "val"):
+        save(root / split / "a.png", pixels(6, 8))
+        document = {"shapes": shapes, "imagePath": "a.png", "imageHeight": 6, "imageWidth": 8}
+        (root / split / "a.json").write_text(json.dumps(document))
+    return root
+
+
+def test_labelme_shapes_are_rasterised_in_order(tmp_path):
+    dataset = build_dataset("labelme", labelme_tree(tmp_path / "l"), "train")
+    mask = dataset[0][1].numpy()
+    assert mask[2, 2] == 1 and mask[1, 6] == 2 and mask[5, 1] == 255 and mask[5, 7] == 0
+    assert (mask[1:4, 1:5] == 1).all()  # the rectangle's corners are inside
+    document = json.loads((tmp_path / "l/train/a.json").read_text())
+    document["shapes"].append({"label": "horse", "points": [[0, 0], [1, 0], [1, 1]]})
+    (tmp_path / "l/train/a.json").write_text(json.dumps(document))
+    with pytest.raises(DataError, match="label 'horse' is not in classes.json"):
+        dataset[0]
+
+
 # How to lay out a small tree for each registered reader: (root, split) under tmp_path.
 READER_TREES = {
     "folder": lambda tmp: (folder(tmp / "f"), "train"),
@@ -352,6 +379,7 @@ READER_TREES = {
     "synthetic": lambda tmp: (tmp / "syn", "val"),
     "cityscapes": lambda tmp: (cityscapes_tree(tmp / "cs"), "train"),
     "ade20k": lambda tmp: (ade20k_tree(tmp / "ade"), "val"),
+    "labelme": lambda tmp: (labelme_tree(tmp / "lm"), "val"),
 }
 
 
@@ -375,7 +403,8 @@ def test_registry_names_every_reader():
     assert {"folder", "camvid", "voc", "sbd", "synthetic"} <= set(DATASETS.names())
     assert fcnseg.list_datasets() == DATASETS.names()
     with pytest.raises(
-        DataError, match="unknown dataset 'kitti'; use one of: ade20k, camvid, cityscapes, folder"
+        DataError,
+        match="unknown dataset 'kitti'; use one of: ade20k, camvid, cityscapes, folder, labelme",
     ):
         build_dataset("kitti", "/nowhere", "train")
 

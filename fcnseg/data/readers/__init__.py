@@ -1,8 +1,8 @@
 """The on-disk layouts of the datasets FCN and its successors train on, each registered by name.
 
 ``folder`` (a generic images/ + masks/ tree), ``camvid`` (SegNet's release), ``voc`` (PASCAL
-VOC 2011/2012), ``sbd`` (Semantic Boundaries Dataset, MATLAB masks), ``cityscapes`` and
-``ade20k``. Each reader only finds
+VOC 2011/2012), ``sbd`` (Semantic Boundaries Dataset, MATLAB masks), ``cityscapes``,
+``ade20k`` and ``labelme`` (LabelMe's JSON polygons). Each reader only finds
 the files and describes the classes; :class:`~fcnseg.data.datasets.SegmentationDataset` reads
 and checks them. To add a layout, write a module here with a class under
 ``@DATASETS.register("name")`` and import it below.
@@ -10,6 +10,7 @@ and checks them. To add a layout, write a module here with a class under
 
 from .camvid import CAMVID_CLASSES, CAMVID_PALETTE, CamVidDataset
 from .folder import FolderDataset
+from .labelme import LabelMeDataset
 from .scenes import CITYSCAPES_CLASSES, ADE20KDataset, CityscapesDataset
 from .voc import VOC_CLASSES, SBDDataset, VOCDataset
 
@@ -22,6 +23,7 @@ __all__ = [
     "VOC_CLASSES",
     "CamVidDataset",
     "FolderDataset",
+    "LabelMeDataset",
     "SBDDataset",
     "VOCDataset",
 ]

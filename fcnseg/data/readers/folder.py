@@ -13,7 +13,7 @@ from ..labelmap import LabelMap
 from ..transforms import JointTransform
 from .pairing import pair_by_pattern, pair_by_stem
 
-__all__ = ["FolderDataset"]
+__all__ = ["FolderDataset", "read_classes_json"]
 
 
 @DATASETS.register("folder")
@@ -54,7 +54,7 @@ class FolderDataset(SegmentationDataset):
         description = root / "classes.json"
         mapping, spec = None, {}
         if description.is_file():
-            classes, palette, ignore_index, ignore_color, mapping = _read_classes_json(description)
+            classes, palette, ignore_index, ignore_color, mapping = read_classes_json(description)
             spec = json.loads(description.read_text())
         else:
             palette, ignore_index, ignore_color = None, 255, None
@@ -88,7 +88,7 @@ class FolderDataset(SegmentationDataset):
         )
 
 
-def _read_classes_json(
+def read_classes_json(
     path: Path,
 ) -> tuple[list[str], list[Color] | None, int, Color | None, LabelMap | None]:
     try:
