@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     check.add_argument("--label-map", metavar="V:C,...", help="as for train (e.g. 255:1)")
     check.add_argument("--mask-pattern", metavar="PATTERN", help="as for train")
+    check.add_argument("--categories", metavar="NAMES", help="COCO categories, as for train")
     check.add_argument("--json", metavar="FILE", help="also write the report as JSON")
 
 
@@ -34,7 +35,11 @@ def run(args: argparse.Namespace) -> int:
     from ..data.survey import check_dataset, format_report
     from ..files import atomic_write
 
-    options = {k: v for k in ("label_map", "mask_pattern") if (v := getattr(args, k)) is not None}
+    options = {
+        k: v
+        for k in ("label_map", "mask_pattern", "categories")
+        if (v := getattr(args, k)) is not None
+    }
     report = check_dataset(args.dataset, args.root, splits=args.split, **options)
     print(format_report(report))
     if args.json:

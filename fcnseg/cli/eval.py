@@ -57,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATTERN",
         help="masks named after their image by a pattern, e.g. '{stem}_1stHO.png'",
     )
+    parser.add_argument("--categories", metavar="NAMES", help="COCO categories, as in training")
     parser.add_argument(
         "--skip-bad",
         action="store_true",
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = load(args.checkpoint, map_location=str(device))
     reading = {"max_pixels": args.max_pixels} if args.max_pixels else {}
-    for option in ("label_map", "mask_pattern"):
+    for option in ("label_map", "mask_pattern", "categories"):
         if getattr(args, option) is not None:
             reading[option] = getattr(args, option)
     dataset = build_dataset(args.dataset, args.root, args.split, **reading)

@@ -78,6 +78,11 @@ class TrainConfig:
         "masks named after their image by a pattern, e.g. '{stem}_1stHO.png' (folder reader)",
         metavar="PATTERN",
     )
+    categories: str | None = _setting(
+        None,
+        "COCO category names to train on, comma-separated, in class order (coco reader)",
+        metavar="NAMES",
+    )
     max_pixels: int | None = _setting(
         None,
         "refuse images of more pixels than N, a decompression-bomb guard (default: "

@@ -206,7 +206,7 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
     torch.manual_seed(config.seed)  # the same initial weights on every process
     np.random.seed(config.seed % 2**32)
     reading: dict[str, Any] = {"max_pixels": config.max_pixels} if config.max_pixels else {}
-    for option in ("label_map", "mask_pattern"):
+    for option in ("label_map", "mask_pattern", "categories"):
         if getattr(config, option) is not None:
             reading[option] = getattr(config, option)
     train_set = build_dataset(config.dataset, config.root, config.train_split, **reading)

@@ -22,7 +22,7 @@ from fcnseg.data import (
 )
 from fcnseg.data.datasets import voc_palette
 from fcnseg.data.readers import CAMVID_CLASSES, VOC_CLASSES
-from fcnseg.errors import DataError
+from fcnseg.errors import ConfigError, DataError
 
 CAMVID = Path(__file__).resolve().parents[3] / "shared/datasets/camvid"
 needs_camvid = pytest.mark.skipif(not CAMVID.is_dir(), reason="shared CamVid folder absent")
@@ -370,6 +370,61 @@ def test_labelme_shapes_are_rasterised_in_order(tmp_path):
         dataset[0]
 
 
+def coco_tree(root: Path) -> Path:
+    """A COCO file in the released format: one polygon, one RLE (uncompressed), one crowd."""
+    images = [{"id": 7, "file_name": "a.png", "height": 6, "width": 8}]
+    rle = {"size": [6, 8], "counts": [30, 6, 12]}  # column-major runs: 30 off, 6 on, 12 off
+    annotations = [
+        {
+            "id": 1,
+            "image_id": 7,
+            "category_id": 18,
+            "iscrowd": 0,
+            "area": 12.0,
+            "segmentation": [[0.5, 0.5, 3.5, 0.5, 3.5, 3.5, 0.5, 3.5]],
+            "bbox": [0, 0, 4, 4],
+        },
+        {
+            "id": 2,
+            "image_id": 7,
+            "category_id": 1,
+            "iscrowd": 0,
+            "area": 6.0,
+            "segmentation": rle,
+            "bbox": [5, 0, 1, 6],
+        },
+        {
+            "id": 3,
+            "image_id": 7,
+            "category_id": 1,
+            "iscrowd": 1,
+            "area": 1.0,
+            "segmentation": {"size": [6, 8], "counts": [47, 1]},
+            "bbox": [7, 5, 1, 1],
+        },
+    ]
+    categories = [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}]
+    document = {"images": images, "annotations": annotations, "categories": categories}
+    (root / "annotations").mkdir(parents=True)
+    for split in ("train2017", "val2017"):
+        save(root / split / "a.png", pixels(6, 8))
+        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(document))
+    return root
+
+
+def test_coco_polygons_rle_and_crowds_become_a_semantic_mask(tmp_path):
+    root = coco_tree(tmp_path / "c")
+    dataset = build_dataset("coco", root, "val2017")
+    assert dataset.classes == ["background", "person", "dog"]
+    mask = dataset[0][1].numpy()
+    assert mask[1, 1] == 2 and mask[0, 5] == 1 and mask[5, 5] == 1  # dog polygon, person RLE
+    assert mask[5, 7] == 255 and mask[5, 1] == 0  # the crowd is ignored; the rest background
+    only_dogs = build_dataset("coco", root, "val2017", categories="dog")
+    assert only_dogs.classes == ["background", "dog"] and only_dogs[0][1][0, 5] == 0
+    with pytest.raises(ConfigError, match="categories cat are not in"):
+        build_dataset("coco", root, "val2017", categories="cat")
+
+
 # How to lay out a small tree for each registered reader: (root, split) under tmp_path.
 READER_TREES = {
     "folder": lambda tmp: (folder(tmp / "f"), "train"),
@@ -380,6 +435,7 @@ READER_TREES = {
     "cityscapes": lambda tmp: (cityscapes_tree(tmp / "cs"), "train"),
     "ade20k": lambda tmp: (ade20k_tree(tmp / "ade"), "val"),
     "labelme": lambda tmp: (labelme_tree(tmp / "lm"), "val"),
+    "coco": lambda tmp: (coco_tree(tmp / "co"), "train2017"),
 }
 
 
@@ -404,7 +460,7 @@ def test_registry_names_every_reader():
     assert fcnseg.list_datasets() == DATASETS.names()
     with pytest.raises(
         DataError,
-        match="unknown dataset 'kitti'; use one of: ade20k, camvid, cityscapes, folder, labelme",
+        match="unknown dataset 'kitti'; use one of: ade20k, camvid, cityscapes, coco, ",
     ):
         build_dataset("kitti", "/nowhere", "train")
 
