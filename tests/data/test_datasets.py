@@ -425,6 +425,27 @@ def test_coco_polygons_rle_and_crowds_become_a_semantic_mask(tmp_path):
         build_dataset("coco", root, "val2017", categories="cat")
 
 
+def cvat_tree(root: Path) -> Path:
+    (root / "ImageSets/Segmentation").mkdir(parents=True)
+    (root / "labelmap.txt").write_text(
+        "# label:color_rgb:parts:actions\nbackground:0,0,0::\nroad:128,64,128::\ncar:0,0,142::\n"
+    )
+    colours = np.zeros((4, 5, 3), np.uint8)
+    colours[1:3, 1:4] = (128, 64, 128)
+    colours[0, 4] = (0, 0, 142)
+    save(root / "JPEGImages" / "frame_000001.jpg", pixels(4, 5))
+    save(root / "SegmentationClass" / "frame_000001.png", colours)
+    (root / "ImageSets/Segmentation/default.txt").write_text("frame_000001\n")
+    return root
+
+
+def test_cvat_export_decodes_its_label_map_colours(tmp_path):
+    dataset = build_dataset("cvat", cvat_tree(tmp_path / "v"), "default")
+    assert dataset.classes == ["background", "road", "car"]
+    mask = dataset[0][1].numpy()
+    assert mask[1, 1] == 1 and mask[0, 4] == 2 and mask[3, 0] == 0
+
+
 # How to lay out a small tree for each registered reader: (root, split) under tmp_path.
 READER_TREES = {
     "folder": lambda tmp: (folder(tmp / "f"), "train"),
@@ -436,6 +457,7 @@ READER_TREES = {
     "ade20k": lambda tmp: (ade20k_tree(tmp / "ade"), "val"),
     "labelme": lambda tmp: (labelme_tree(tmp / "lm"), "val"),
     "coco": lambda tmp: (coco_tree(tmp / "co"), "train2017"),
+    "cvat": lambda tmp: (cvat_tree(tmp / "cv"), "default"),
 }
 
 

@@ -2,8 +2,8 @@
 
 ``folder`` (a generic images/ + masks/ tree), ``camvid`` (SegNet's release), ``voc`` (PASCAL
 VOC 2011/2012), ``sbd`` (Semantic Boundaries Dataset, MATLAB masks), ``cityscapes``,
-``ade20k``, ``labelme`` (LabelMe's JSON polygons) and ``coco`` (COCO annotations,
-polygons and RLE). Each reader only finds
+``ade20k``, ``labelme`` (LabelMe's JSON polygons) ``coco`` (COCO annotations,
+polygons and RLE) and ``cvat`` (CVAT's segmentation-mask export). Each reader only finds
 the files and describes the classes; :class:`~fcnseg.data.datasets.SegmentationDataset` reads
 and checks them. To add a layout, write a module here with a class under
 ``@DATASETS.register("name")`` and import it below.
@@ -11,6 +11,7 @@ and checks them. To add a layout, write a module here with a class under
 
 from .camvid import CAMVID_CLASSES, CAMVID_PALETTE, CamVidDataset
 from .coco import COCODataset
+from .cvat import CVATDataset
 from .folder import FolderDataset
 from .labelme import LabelMeDataset
 from .scenes import CITYSCAPES_CLASSES, ADE20KDataset, CityscapesDataset
@@ -25,6 +26,7 @@ __all__ = [
     "VOC_CLASSES",
     "CamVidDataset",
     "COCODataset",
+    "CVATDataset",
     "FolderDataset",
     "LabelMeDataset",
     "SBDDataset",
