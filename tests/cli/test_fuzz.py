@@ -34,9 +34,14 @@ from fcnseg.training import TrainConfig
 pytestmark = pytest.mark.fuzz
 
 EXAMPLES = int(os.environ.get("FCNSEG_FUZZ_EXAMPLES", "25"))
+# The suite's run draws the same examples every time (a failure there is reproducible);
+# `make fuzz` explores new ones each run.
+EXPLORE = "FCNSEG_FUZZ_EXAMPLES" in os.environ
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
+    derandomize=not EXPLORE,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 

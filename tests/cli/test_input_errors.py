@@ -140,7 +140,7 @@ def test_binary_masks_of_0_and_255_are_refused_before_training(tmp_path) -> None
     root = _folder(tmp_path / "d", {"train": labels, "val": labels}, ["bg", "fg"])
     config = TrainConfig(dataset="folder", root=str(root), backbone=BACKBONE, epochs=1,
                          batch_size=1, workers=0, out=str(tmp_path / "run"))  # fmt: skip
-    with pytest.raises(DataError, match=r"only 0 .* and 255 .*mask // 255"):
+    with pytest.raises(DataError, match=r"only 0 .* and 255 .*--label-map 255:1"):
         train(config)
     assert not (tmp_path / "run" / "last.safetensors").exists()
 
