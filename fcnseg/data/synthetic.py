@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .datasets import DATASETS, voc_palette
 from .decode import MAX_PIXELS
 from .readers import FolderDataset
@@ -27,6 +27,8 @@ CLASSES = ["background", "disc", "square", "triangle", "bar", "ring"]
 IGNORE_INDEX = 255
 N_TRAIN, N_VAL = 160, 40
 SIZES = (96, 160)  # shortest and longest side, pixels
+# The smallest side the shapes fit in: a ring's radius is at least 9 px and at most 22% of it.
+MIN_SIDE = 41
 
 Grid = tuple[np.ndarray, np.ndarray]  # pixel-centre y and x coordinates, H×W float32 each
 Shape = Callable[[np.random.Generator, Grid, float], np.ndarray]
@@ -47,6 +49,18 @@ def make_synthetic(
     the same arguments give the same files, and the val set does not move when ``n_train``
     changes. classes.json is written last, so its presence marks a complete dataset.
     """
+    if not (
+        len(sizes) == 2
+        and all(isinstance(v, int) for v in sizes)
+        and MIN_SIDE <= sizes[0] <= sizes[1]
+    ):
+        raise ConfigError(
+            f"synthetic sizes must be two whole numbers MIN ≤ MAX, at least "
+            f"{MIN_SIDE} px (the shapes need room), not {tuple(sizes)}"
+        )
+    for name, count in (("n_train", n_train), ("n_val", n_val)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ConfigError(f"{name} must be a whole number ≥ 0, not {count!r}")
     root = Path(root)
     # Indices beyond the classes (255 = ignore) get VOC colours too, so the void band shows.
     mask_palette = [v for color in voc_palette(256) for v in color]

@@ -35,7 +35,7 @@ PRESETS = {
     "tiny": DemoSettings(
         n_train=4,
         n_val=2,
-        sizes=(40, 48),
+        sizes=(41, 48),
         epochs_stage1=1,
         epochs_stage2=1,
         crop=32,

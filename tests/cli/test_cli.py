@@ -40,7 +40,7 @@ TRAIN = [
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    return make_synthetic(tmp_path_factory.mktemp("data"), n_train=4, n_val=2, sizes=(40, 48))
+    return make_synthetic(tmp_path_factory.mktemp("data"), n_train=4, n_val=2, sizes=(41, 48))
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def _binary() -> np.ndarray:
 
 
 def test_a_clean_dataset_is_ready(tmp_path, capsys) -> None:
-    root = make_synthetic(tmp_path / "syn", n_train=3, n_val=2, sizes=(40, 48))
+    root = make_synthetic(tmp_path / "syn", n_train=3, n_val=2, sizes=(41, 48))
     assert main(["data", "check", str(root), "--dataset", "synthetic"]) == 0
     out = capsys.readouterr().out
     assert "0 finding(s); ready to train" in out and "pairs" in out

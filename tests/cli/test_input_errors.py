@@ -33,7 +33,7 @@ def _error(capsys) -> str:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    return make_synthetic(tmp_path_factory.mktemp("syn") / "d", n_train=4, n_val=2, sizes=(40, 48))
+    return make_synthetic(tmp_path_factory.mktemp("syn") / "d", n_train=4, n_val=2, sizes=(41, 48))
 
 
 def _config(data: Path, out: Path, **extra) -> TrainConfig:

@@ -99,13 +99,13 @@ def test_ignore_band_is_thin_and_sits_on_object_boundaries(root):
 
 def test_synthetic_reader_generates_an_empty_root(tmp_path):
     root = tmp_path / "fresh"
-    ds = build_dataset("synthetic", root, "val", n_train=1, n_val=2, sizes=(40, 50), seed=1)
+    ds = build_dataset("synthetic", root, "val", n_train=1, n_val=2, sizes=(41, 50), seed=1)
     assert (root / "classes.json").is_file() and len(ds) == 2
     image, mask = ds[0]
     assert image.dtype == torch.uint8 and mask.dtype == torch.int64
     assert 40 <= mask.shape[0] <= 50 and 40 <= mask.shape[1] <= 50
     # Its content is make_synthetic's, pixel for pixel.
-    made = make_synthetic(tmp_path / "made", n_train=1, n_val=2, sizes=(40, 50), seed=1)
+    made = make_synthetic(tmp_path / "made", n_train=1, n_val=2, sizes=(41, 50), seed=1)
     assert np.array_equal(np.asarray(opened(made / "val/masks/0000.png")), mask.numpy())
 
 
@@ -113,3 +113,14 @@ def test_synthetic_reader_refuses_a_foreign_directory(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(DataError, match="notes.txt"):
         build_dataset("synthetic", tmp_path, "train")
+
+
+def test_sizes_too_small_for_the_shapes_are_one_line(tmp_path):
+    from fcnseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least 41 px"):
+        make_synthetic(tmp_path / "s", n_train=1, n_val=1, sizes=(40, 48))
+    with pytest.raises(ConfigError, match="n_val must be a whole number"):
+        make_synthetic(tmp_path / "s", n_train=1, n_val=-1)
+    for low, high in ((41, 41), (41, 60)):  # the smallest side always fits every shape
+        make_synthetic(tmp_path / f"ok{low}{high}", n_train=25, n_val=0, sizes=(low, high))

@@ -16,7 +16,7 @@ from fcnseg.models import build_fcn
 
 @pytest.fixture(scope="module")
 def val(tmp_path_factory):
-    root = make_synthetic(tmp_path_factory.mktemp("data"), n_train=1, n_val=3, sizes=(40, 53))
+    root = make_synthetic(tmp_path_factory.mktemp("data"), n_train=1, n_val=3, sizes=(41, 53))
     return build_dataset("synthetic", root, "val")
 
 

@@ -30,7 +30,7 @@ BACKBONE = "timm:test_resnet"
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    return make_synthetic(tmp_path_factory.mktemp("data"), n_train=6, n_val=2, sizes=(40, 48))
+    return make_synthetic(tmp_path_factory.mktemp("data"), n_train=6, n_val=2, sizes=(41, 48))
 
 
 def config(data: Path, out: Path, **changes) -> TrainConfig:
