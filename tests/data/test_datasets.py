@@ -446,6 +446,60 @@ def test_cvat_export_decodes_its_label_map_colours(tmp_path):
     assert mask[1, 1] == 1 and mask[0, 4] == 2 and mask[3, 0] == 0
 
 
+def nyud_tree(root: Path) -> Path:
+    stored = np.array([[0, 1, 40], [2, 2, 0]], np.uint8)  # 0 void, 1–40 the classes
+    for split, ids in (("train", "5001"), ("test", "0001")):
+        (root / f"{split}.txt").parent.mkdir(parents=True, exist_ok=True)
+        (root / f"{split}.txt").write_text(ids + "\n")
+        save(root / "data" / "images" / f"img_{ids}.png", pixels(2, 3))
+        (root / "segmentation").mkdir(exist_ok=True)
+        scipy.io.savemat(root / "segmentation" / f"img_{ids}.mat", {"segmentation": stored})
+    return root
+
+
+def siftflow_tree(root: Path) -> Path:
+    folder = "spatial_envelope_256x256_static_8outdoorcategories"
+    semantic = np.array([[0, 1, 33], [28, 28, 6]], np.int16)
+    geometric = np.array([[-1, 1, 3], [2, 2, 1]], np.int16)
+    for split, name in (("train", "coast_arnat59"), ("test", "street_a223049")):
+        (root / f"{split}.txt").parent.mkdir(parents=True, exist_ok=True)
+        (root / f"{split}.txt").write_text(name + "\n")
+        save(root / "Images" / folder / f"{name}.jpg", pixels(2, 3))
+        for kind, labels in (("SemanticLabels", semantic), ("GeoLabels", geometric)):
+            (root / kind / folder).mkdir(parents=True, exist_ok=True)
+            scipy.io.savemat(root / kind / folder / f"{name}.mat", {"S": labels})
+    return root
+
+
+def pascal_context_tree(root: Path) -> Path:
+    voc = root / "VOC2010"
+    (voc / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "trainval").mkdir()
+    (root / "labels.txt").write_text("1: accordion\n2: aeroplane\n3: table\n4: sky\n")
+    (root / "59_labels.txt").write_text("1: aeroplane\n2: diningtable\n3: sky\n")
+    full = np.array([[0, 1, 2], [3, 4, 4]], np.uint16)  # accordion is not in the task
+    for split, name in (("train", "2008_000002"), ("val", "2008_000003")):
+        (voc / "ImageSets" / "Main" / f"{split}.txt").write_text(name + "\n")
+        save(voc / "JPEGImages" / f"{name}.jpg", pixels(2, 3))
+        scipy.io.savemat(root / "trainval" / f"{name}.mat", {"LabelMap": full})
+    return root
+
+
+def test_the_papers_other_datasets_read_their_mat_labels(tmp_path):
+    nyud = build_dataset("nyud", nyud_tree(tmp_path / "n"), "train")
+    assert nyud.num_classes == 40 and nyud.classes[39] == "otherprop"
+    assert nyud[0][1].tolist() == [[255, 0, 39], [1, 1, 255]]
+    root = siftflow_tree(tmp_path / "s")
+    semantic = build_dataset("siftflow", root, "train")
+    assert semantic.num_classes == 33 and semantic[0][1].tolist() == [[255, 0, 32], [27, 27, 5]]
+    geometric = build_dataset("siftflow", root, "test", labels="geometric")
+    assert geometric.classes == ["sky", "horizontal", "vertical"]
+    assert geometric[0][1].tolist() == [[255, 0, 2], [1, 1, 0]]
+    context = build_dataset("pascal_context", pascal_context_tree(tmp_path / "c"), "val")
+    assert context.classes == ["background", "aeroplane", "diningtable", "sky"]
+    assert context[0][1].tolist() == [[0, 0, 1], [2, 3, 3]]
+
+
 # How to lay out a small tree for each registered reader: (root, split) under tmp_path.
 READER_TREES = {
     "folder": lambda tmp: (folder(tmp / "f"), "train"),
@@ -458,6 +512,9 @@ READER_TREES = {
     "labelme": lambda tmp: (labelme_tree(tmp / "lm"), "val"),
     "coco": lambda tmp: (coco_tree(tmp / "co"), "train2017"),
     "cvat": lambda tmp: (cvat_tree(tmp / "cv"), "default"),
+    "nyud": lambda tmp: (nyud_tree(tmp / "ny"), "test"),
+    "siftflow": lambda tmp: (siftflow_tree(tmp / "sf"), "train"),
+    "pascal_context": lambda tmp: (pascal_context_tree(tmp / "pc"), "train"),
 }
 
 

@@ -2,11 +2,12 @@
 
 ``folder`` (a generic images/ + masks/ tree), ``camvid`` (SegNet's release), ``voc`` (PASCAL
 VOC 2011/2012), ``sbd`` (Semantic Boundaries Dataset, MATLAB masks), ``cityscapes``,
-``ade20k``, ``labelme`` (LabelMe's JSON polygons) ``coco`` (COCO annotations,
-polygons and RLE) and ``cvat`` (CVAT's segmentation-mask export). Each reader only finds
-the files and describes the classes; :class:`~fcnseg.data.datasets.SegmentationDataset` reads
-and checks them. To add a layout, write a module here with a class under
-``@DATASETS.register("name")`` and import it below.
+``ade20k``, ``labelme`` (LabelMe's JSON polygons), ``coco`` (COCO annotations, polygons and
+RLE), ``cvat`` (CVAT's segmentation-mask export), and the paper's other datasets ``nyud``,
+``siftflow`` and ``pascal_context``. Each reader only finds the files and describes the
+classes; :class:`~fcnseg.data.datasets.SegmentationDataset` reads and checks them. To add a
+layout, write a module here with a class under ``@DATASETS.register("name")`` and import it
+below.
 """
 
 from .camvid import CAMVID_CLASSES, CAMVID_PALETTE, CamVidDataset
@@ -14,6 +15,7 @@ from .coco import COCODataset
 from .cvat import CVATDataset
 from .folder import FolderDataset
 from .labelme import LabelMeDataset
+from .paper import NYUDDataset, PascalContextDataset, SIFTFlowDataset
 from .scenes import CITYSCAPES_CLASSES, ADE20KDataset, CityscapesDataset
 from .voc import VOC_CLASSES, SBDDataset, VOCDataset
 
@@ -29,6 +31,9 @@ __all__ = [
     "CVATDataset",
     "FolderDataset",
     "LabelMeDataset",
+    "NYUDDataset",
+    "PascalContextDataset",
+    "SIFTFlowDataset",
     "SBDDataset",
     "VOCDataset",
 ]

@@ -86,15 +86,25 @@ def _lossless(samples: list[tuple[Path, Path]], mask_dir: Path) -> list[tuple[Pa
 
 
 def pair_by_list(
-    list_file: Path, image_dir: Path, image_suffix: str, mask_dir: Path, mask_suffix: str
+    list_file: Path,
+    image_dir: Path,
+    image_suffix: str,
+    mask_dir: Path,
+    mask_suffix: str,
+    *,
+    prefix: str = "",
 ) -> list[tuple[Path, Path]]:
-    """Samples named by the ids (one per line) of a VOC-style split list."""
+    """Samples named by the ids (one per line) of a VOC-style split list, file names
+    ``<prefix><id><suffix>``."""
     if not list_file.is_file():
         raise DataError(f"{list_file}: split list not found; check the dataset root and split")
     ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
     if not ids:
         raise DataError(f"{list_file}: split list is empty; list one image id per line")
-    samples = [(image_dir / f"{i}{image_suffix}", mask_dir / f"{i}{mask_suffix}") for i in ids]
+    samples = [
+        (image_dir / f"{prefix}{i}{image_suffix}", mask_dir / f"{prefix}{i}{mask_suffix}")
+        for i in ids
+    ]
     for index, directory in ((0, image_dir), (1, mask_dir)):
         missing = [s[index].name for s in samples if not s[index].is_file()]
         if missing:
