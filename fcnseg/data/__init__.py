@@ -10,7 +10,13 @@ Owns: everything between files on disk and (image, mask) tensors. May import: th
 and errors; never models, training or inference.
 """
 
-from .balance import class_frequencies, label_counts, median_frequency_weights
+from .balance import (
+    MaskStats,
+    class_frequencies,
+    label_space_problems,
+    mask_stats,
+    median_frequency_weights,
+)
 from .checks import drop_samples, find_bad_samples
 from .datasets import DATASETS, SegmentationDataset, build_dataset, list_datasets, voc_palette
 from .readers import CamVidDataset, FolderDataset, SBDDataset, VOCDataset
@@ -18,6 +24,7 @@ from .synthetic import SyntheticDataset, make_synthetic
 from .transforms import collate_pad, eval_transform, train_transform
 
 __all__ = [
+    "MaskStats",
     "DATASETS",
     "CamVidDataset",
     "FolderDataset",
@@ -31,7 +38,8 @@ __all__ = [
     "drop_samples",
     "eval_transform",
     "find_bad_samples",
-    "label_counts",
+    "label_space_problems",
+    "mask_stats",
     "list_datasets",
     "make_synthetic",
     "median_frequency_weights",

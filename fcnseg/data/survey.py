@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from .balance import label_space_problems
 from .datasets import SegmentationDataset, build_dataset
-from .decode import open_image
+from .decode import check_labels, open_image
 
 __all__ = ["SPLITS", "check_dataset", "format_report"]
 
@@ -48,11 +49,17 @@ def _sample(dataset: SegmentationDataset, index: int) -> tuple[dict[str, Any], s
                 f"{facts['size'][0]}×{facts['size'][1]}; re-export the mask at the "
                 "image's size"
             )
-        labels = dataset.load_mask(index).numpy()
+        # The stored values, mapped and checked as load_mask would, without reading again.
+        labels = (
+            dataset.label_map.apply(stored, dataset.ignore_index) if dataset.label_map else stored
+        )
+        check_labels(labels, mask_path, dataset.num_classes, dataset.ignore_index)
         facts["classes"] = Counter(dict(zip(*np.unique(labels, return_counts=True), strict=True)))
         facts["digest"] = hashlib.sha1(Path(image_path).read_bytes()).hexdigest()
     except DataError as error:
         return facts, str(error)
+    except OSError as error:
+        return facts, f"{image_path}: cannot read ({error.strerror or error}); check the file"
     return facts, None
 
 
@@ -113,7 +120,7 @@ def check_dataset(
             },
             "ignored_pixels": int(classes[n]),
         }
-        _findings(report, split, dataset, stored, classes)
+        _findings(report, split, dataset, classes)
     return report
 
 
@@ -121,23 +128,13 @@ def _findings(
     report: dict[str, Any],
     split: str,
     dataset: SegmentationDataset,
-    stored: Counter,
     classes: np.ndarray,
 ) -> None:
-    """What the counts of one split say is wrong, with the fix."""
+    """What the counts of one split say is wrong, with the fix (the rules training applies;
+    classes never seen matter in the training split only)."""
     n, where = dataset.num_classes, f"{report['root']} ({split})"
-    if set(stored) == {0, 255} and dataset.ignore_index == 255 and dataset.label_map is None:
-        report["findings"].append(
-            f"{where}: masks hold only 0 and 255, and 255 is the ignore label: the foreground "
-            'would be ignored; add "map": {"255": 1} to classes.json (or --label-map 255:1)'
-        )
-    if split == "train":
-        never = [c for c, count in zip(dataset.classes, classes[:n], strict=True) if not count]
-        if never:
-            report["findings"].append(
-                f"{where}: class(es) {', '.join(never)} never occur in the training masks; add "
-                "images of them, remove them from classes.json, or map their values"
-            )
+    errors, warnings = label_space_problems(dataset, classes[:n], int(classes[n]), where)
+    report["findings"] += errors + (warnings if split == "train" else [])
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -20,12 +20,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from ..data import (
+    MaskStats,
     SegmentationDataset,
     build_dataset,
     collate_pad,
     drop_samples,
     find_bad_samples,
-    label_counts,
+    label_space_problems,
+    mask_stats,
     median_frequency_weights,
     train_transform,
 )
@@ -121,12 +123,14 @@ def _model(config: TrainConfig, dataset: SegmentationDataset, say: Callable[[str
     return model
 
 
-def _class_weights(config: TrainConfig, dataset: SegmentationDataset) -> Tensor | None:
+def _class_weights(
+    config: TrainConfig, dataset: SegmentationDataset, stats: MaskStats
+) -> Tensor | None:
     spec = config.class_weights
     if not spec:
         return None
     if spec == "median-frequency":
-        return median_frequency_weights(dataset)
+        return median_frequency_weights(dataset, stats)
     try:  # "1,2,3" from the command line, or a list from a config file
         values = spec.split(",") if isinstance(spec, str) else spec
         weights = torch.tensor([float(w) for w in values])
@@ -158,36 +162,17 @@ def _skip_bad(
     return skipped
 
 
-def check_label_space(dataset: SegmentationDataset, say: Callable[[str], None]) -> None:
+def check_label_space(
+    dataset: SegmentationDataset, stats: MaskStats, say: Callable[[str], None]
+) -> None:
     """Refuse a training set that cannot teach anything, and say which classes it never shows,
     before the first step: nothing is ever silently wrong with the labels."""
-    counts = label_counts(dataset)
-    seen, ignored = counts[:-1], int(counts[-1])
-    values = ", ".join(f"{c}: {int(n):,}" for c, n in enumerate(seen) if n)
-    where = f"{config_root(dataset)}"
-    if not seen.any():
-        raise DataError(
-            f"{where}: every labelled pixel of the training masks is the ignore label "
-            f"{dataset.ignore_index} ({ignored:,} pixels); nothing can be learned: check that "
-            "the masks hold class indices and that ignore_index is right"
-        )
-    if dataset.ignore_index == 255 and seen[1:].sum() == 0 and ignored:
-        raise DataError(
-            f"{where}: the masks hold only 0 ({int(seen[0]):,} pixels) and 255 ({ignored:,}), "
-            "and 255 is the ignore label, so only class 0 would be learned; map it to class 1: "
-            '"map": {"255": 1} in classes.json, or --label-map 255:1'
-        )
-    never = [name for name, n in zip(dataset.classes, seen, strict=True) if not n]
-    if never:
-        say(
-            f"warning: class(es) {', '.join(never)} never occur in the training masks "
-            f"(pixels per class: {values}); the model cannot learn them"
-        )
-
-
-def config_root(dataset: SegmentationDataset) -> str:
-    """Where a dataset's masks are, for messages."""
-    return str(dataset.samples[0][1].parent) if dataset.samples else "the dataset"
+    where = str(dataset.samples[0][1].parent) if dataset.samples else "the training set"
+    errors, warnings = label_space_problems(dataset, stats.class_pixels, stats.ignored, where)
+    if errors:
+        raise DataError(errors[0])
+    for line in warnings:
+        say(f"warning: {line}")
 
 
 def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None]) -> Run:
@@ -219,7 +204,8 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
     )
     val_set = build_dataset(config.dataset, config.root, config.val_split, **reading)
     skipped = _skip_bad((train_set, val_set), procs, config.workers) if config.skip_bad else []
-    check_label_space(train_set, say)
+    stats = mask_stats(train_set)  # every training mask read once, for the check and weights
+    check_label_space(train_set, stats, say)
     model = _model(config, train_set, say)
     if config.sync_bn and procs.world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -233,7 +219,7 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
     loss = SegmentationLoss(
         ignore_index=train_set.ignore_index,
         reduction=config.reduction,
-        weight=_class_weights(config, train_set),
+        weight=_class_weights(config, train_set, stats),
         sampling=config.loss_sampling,
     ).to(device)
     optimizer = build_optimizer(model, config)
