@@ -8,7 +8,7 @@ is parametrised over the registries, so a new entry is tested by being registere
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from .errors import ConfigError, FcnsegError
@@ -48,9 +48,6 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
 
     def names(self) -> list[str]:
         """The registered names, sorted."""

@@ -32,15 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data import reader_options
     from ..data.survey import check_dataset, format_report
     from ..files import atomic_write
 
-    options = {
-        k: v
-        for k in ("label_map", "mask_pattern", "categories")
-        if (v := getattr(args, k)) is not None
-    }
-    report = check_dataset(args.dataset, args.root, splits=args.split, **options)
+    report = check_dataset(args.dataset, args.root, splits=args.split, **reader_options(args))
     print(format_report(report))
     if args.json:
         text = json.dumps(report, indent=2) + "\n"

@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..data import build_dataset, drop_samples, find_bad_samples
+    from ..data import build_dataset, drop_samples, find_bad_samples, reader_options
     from ..device import resolve_device
     from ..errors import FcnsegError
     from ..evaluation import evaluate, format_table, plot_confusion, write_json
@@ -78,9 +78,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = load(args.checkpoint, map_location=str(device))
     reading = {"max_pixels": args.max_pixels} if args.max_pixels else {}
-    for option in ("label_map", "mask_pattern", "categories"):
-        if getattr(args, option) is not None:
-            reading[option] = getattr(args, option)
+    reading.update(reader_options(args))
     dataset = build_dataset(args.dataset, args.root, args.split, **reading)
     if model.num_classes != dataset.num_classes:
         raise FcnsegError(

@@ -18,7 +18,14 @@ from .balance import (
     median_frequency_weights,
 )
 from .checks import drop_samples, find_bad_samples
-from .datasets import DATASETS, SegmentationDataset, build_dataset, list_datasets, voc_palette
+from .datasets import (
+    DATASETS,
+    SegmentationDataset,
+    build_dataset,
+    list_datasets,
+    reader_options,
+    voc_palette,
+)
 from .readers import CamVidDataset, FolderDataset, SBDDataset, VOCDataset
 from .synthetic import SyntheticDataset, make_synthetic
 from .transforms import collate_pad, eval_transform, train_transform
@@ -43,6 +50,7 @@ __all__ = [
     "list_datasets",
     "make_synthetic",
     "median_frequency_weights",
+    "reader_options",
     "train_transform",
     "voc_palette",
 ]

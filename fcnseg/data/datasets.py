@@ -31,7 +31,15 @@ from .decode import (
 from .labelmap import LabelMap
 from .transforms import JointTransform
 
-__all__ = ["DATASETS", "SegmentationDataset", "build_dataset", "list_datasets", "voc_palette"]
+__all__ = [
+    "DATASETS",
+    "READER_OPTIONS",
+    "reader_options",
+    "SegmentationDataset",
+    "build_dataset",
+    "list_datasets",
+    "voc_palette",
+]
 
 
 def voc_palette(n: int) -> list[Color]:
@@ -122,6 +130,15 @@ class SegmentationDataset(Dataset):
             ignore_index=self.ignore_index,
             ignore_color=self.ignore_color,
         )
+
+
+#: The reader options a user may set by name (flags, YAML): passed to the readers that have them.
+READER_OPTIONS = ("label_map", "mask_pattern", "categories")
+
+
+def reader_options(values: object) -> dict[str, Any]:
+    """The :data:`READER_OPTIONS` that ``values`` (settings or parsed flags) set."""
+    return {k: v for k in READER_OPTIONS if (v := getattr(values, k, None)) is not None}
 
 
 #: Dataset readers by name: ``reader(root, split, *, transform, max_pixels, ...)``.

@@ -6,7 +6,6 @@ palette) becomes a one-line :class:`~fcnseg.errors.DataError` naming the file an
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,8 +50,6 @@ def open_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """
     if not path.is_file():
         raise DataError(f"{path}: file not found; restore it or remove it from the dataset")
-    if not os.access(path, os.R_OK):
-        raise DataError(f"{path}: permission denied; make the file readable (chmod +r)")
     saved = Image.MAX_IMAGE_PIXELS
     try:
         if saved is not None and max_pixels > saved:
@@ -61,6 +58,8 @@ def open_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             opened = Image.open(path)
+    except PermissionError:  # before the decode errors, which it is one of (an OSError)
+        raise DataError(f"{path}: permission denied; make the file readable (chmod +r)") from None
     except Image.DecompressionBombError:
         raise DataError(
             f"{path}: image has more pixels than Pillow will open (twice Image.MAX_IMAGE_PIXELS); "
@@ -90,6 +89,21 @@ def open_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
             raise _unreadable(path) from None
 
 
+# Images needing less than this to decode are not checked against the free memory.
+MEMORY_CHECK_BYTES = 256 * 2**20
+
+
+def read_text(path: Path) -> str:
+    """A dataset's text file (split list, label names), or one line on why it cannot be read."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found; restore it from the dataset's release") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not text"
+        raise DataError(f"{path}: cannot read it ({reason}); restore it from the release") from None
+
+
 def available_memory() -> int | None:
     """Bytes of memory the system can give now (Linux's MemAvailable), or ``None`` elsewhere."""
     try:
@@ -107,6 +121,8 @@ def _check_memory(path: Path, image: Image.Image) -> None:
     width, height = image.size
     bands = max(3, len(image.getbands()))
     needed = 2 * width * height * bands * (2 if image.mode.startswith(("I", "F")) else 1)
+    if needed < MEMORY_CHECK_BYTES:  # every training sample comes here: ask the OS only when
+        return  # the image is large enough to matter
     free = available_memory()
     if free is not None and needed > free:
         raise _too_big(path, width, height, needed, free)

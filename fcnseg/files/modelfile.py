@@ -51,7 +51,10 @@ def save(model: FCN, path: str | Path, **metadata: Any) -> None:
 
 def read_metadata(path: str | Path) -> ModelMeta:
     """The metadata of a model file or training checkpoint, checked, without its weights."""
-    header = read_header(path)
+    return _metadata(path, read_header(path))
+
+
+def _metadata(path: str | Path, header: dict[str, str]) -> ModelMeta:
     if TRAIN_KEY in header:
         data = read_json(path, header, TRAIN_KEY)
         data = data.get("model") if isinstance(data, dict) else None
@@ -78,8 +81,9 @@ def read_metadata(path: str | Path) -> ModelMeta:
 
 def read_weights(path: str | Path) -> tuple[ModelMeta, dict[str, Tensor]]:
     """The metadata and weights of a model file or a training checkpoint."""
-    meta = read_metadata(path)
-    if TRAIN_KEY in read_header(path):
+    header = read_header(path)
+    meta = _metadata(path, header)
+    if TRAIN_KEY in header:
         return meta, read_checkpoint(path).model
     try:
         return meta, load_file(str(path))

@@ -40,6 +40,18 @@ class Window:
     keep_stop: int
 
 
+def tile_step(tile: int, overlap: int, align: int) -> int:
+    """How far one tile starts from the previous: what the overlap leaves, in whole output
+    strides; a tile that leaves nothing is refused in one line."""
+    step = (tile - overlap) // align * align
+    if step < align:
+        raise ConfigError(
+            f"tile {tile} leaves no room beside an overlap of {overlap}; use a "
+            f"tile of at least {overlap + align} pixels or a smaller overlap"
+        )
+    return step
+
+
 def tile_windows(length: int, tile: int, overlap: int, align: int = 32) -> list[Window]:
     """Overlapping windows of ``tile`` pixels covering ``length``, each keeping its centre.
 
@@ -48,12 +60,7 @@ def tile_windows(length: int, tile: int, overlap: int, align: int = 32) -> list[
     the image border). Windows start on multiples of ``align`` (the output stride), so each
     tile sees the same sampling grid as the whole image.
     """
-    step = (tile - overlap) // align * align
-    if step < align:
-        raise ConfigError(
-            f"tile {tile} leaves no room beside an overlap of {overlap}; use a "
-            f"tile of at least {overlap + align} pixels or a smaller overlap"
-        )
+    step = tile_step(tile, overlap, align)
     margin = overlap // 2
     starts = [0]
     while starts[-1] + tile < length:
@@ -119,11 +126,7 @@ class TilePlan:
         if unbounded and above is None:  # tiles asked for: say so now
             warnings.warn(UNBOUNDED, stacklevel=3)
         size = overlap if overlap is not None else (tile // 2 if unbounded else math.ceil(field))
-        if (tile - size) // align < 1:
-            raise ConfigError(
-                f"tile {tile} leaves no room beside an overlap of {size}; use a "
-                f"tile of at least {size + align} pixels or a smaller overlap"
-            )
+        tile_step(tile, size, align)  # refused now, not at the first large image
         return cls(tile, size, align, above, unbounded)
 
     def tiled(self, height: int, width: int) -> bool:

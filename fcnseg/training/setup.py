@@ -29,6 +29,7 @@ from ..data import (
     label_space_problems,
     mask_stats,
     median_frequency_weights,
+    reader_options,
     train_transform,
 )
 from ..errors import CheckpointError, ConfigError, DataError, FcnsegError
@@ -191,9 +192,7 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
     torch.manual_seed(config.seed)  # the same initial weights on every process
     np.random.seed(config.seed % 2**32)
     reading: dict[str, Any] = {"max_pixels": config.max_pixels} if config.max_pixels else {}
-    for option in ("label_map", "mask_pattern", "categories"):
-        if getattr(config, option) is not None:
-            reading[option] = getattr(config, option)
+    reading.update(reader_options(config))
     train_set = build_dataset(config.dataset, config.root, config.train_split, **reading)
     train_set.transform = train_transform(
         crop=config.crop,

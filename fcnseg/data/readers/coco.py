@@ -40,6 +40,10 @@ def _coco(path: Path) -> Any:
         raise DataError(f"{path}: not a readable COCO annotation file ({error})") from None
 
 
+def _malformed(path: Path, what: str) -> DataError:
+    return DataError(f"{path}: not in COCO format ({what}); export it again")
+
+
 @DATASETS.register("coco")
 class COCODataset(SegmentationDataset):
     """COCO annotations as semantic masks (see the module)."""
@@ -61,10 +65,16 @@ class COCODataset(SegmentationDataset):
                 "ROOT/annotations/instances_<split>.json with images in ROOT/<split>/"
             )
         self.coco = _coco(path)
-        known = {
-            c["name"]: c["id"]
-            for c in sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
-        }
+        try:
+            known = {
+                c["name"]: c["id"]
+                for c in sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
+            }
+            files = {i: self.coco.loadImgs(i)[0]["file_name"] for i in self.coco.getImgIds()}
+        except (KeyError, TypeError, IndexError):
+            raise _malformed(
+                path, "a category without name and id, or an image without file_name"
+            ) from None
         names = categories.split(",") if isinstance(categories, str) else categories
         names = [n.strip() for n in names] if names else list(known)
         if unknown := [n for n in names if n not in known]:
@@ -72,10 +82,7 @@ class COCODataset(SegmentationDataset):
                 f"categories {', '.join(unknown)} are not in {path} (it has {', '.join(known)})"
             )
         self.class_of = {known[n]: i + 1 for i, n in enumerate(names)}
-        samples = []
-        for image_id in sorted(self.coco.getImgIds()):
-            info = self.coco.loadImgs(image_id)[0]
-            samples.append((root / split / info["file_name"], Path(f"{path}#{image_id}")))
+        samples = [(root / split / str(files[i]), Path(f"{path}#{i}")) for i in sorted(files)]
         if not samples:
             raise DataError(f"{path}: no images listed")
         super().__init__(
@@ -89,11 +96,22 @@ class COCODataset(SegmentationDataset):
     def read_labels(self, path: Path) -> np.ndarray:
         image_id = int(str(path).rpartition("#")[2])
         info = self.coco.loadImgs(image_id)[0]
-        labels = np.zeros((info["height"], info["width"]), dtype=np.int64)
-        annotations = self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id))
-        for ann in sorted(annotations, key=lambda a: -a.get("area", 0)):
-            crowd = bool(ann.get("iscrowd"))
-            if ann["category_id"] not in self.class_of and not crowd:
+        try:
+            height, width = int(info["height"]), int(info["width"])
+            annotations = sorted(
+                self.coco.loadAnns(self.coco.getAnnIds(imgIds=image_id)),
+                key=lambda a: -float(a.get("area", 0)),
+            )
+            kinds = [(bool(a.get("iscrowd")), a["category_id"]) for a in annotations]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise _malformed(
+                path, "an image without height and width, or an annotation without category_id"
+            ) from None
+        if not 0 < height * width <= self.max_pixels:
+            raise DataError(f"{path}: image size {width}×{height} is out of range")
+        labels = np.zeros((height, width), dtype=np.int64)
+        for ann, (crowd, category) in zip(annotations, kinds, strict=True):
+            if category not in self.class_of and not crowd:
                 continue
             try:
                 mask = self.coco.annToMask(ann).astype(bool)
@@ -102,5 +120,5 @@ class COCODataset(SegmentationDataset):
                     f"{path}: annotation {ann.get('id')} cannot be decoded "
                     f"({error}); fix or remove it"
                 ) from None
-            labels[mask] = self.ignore_index if crowd else self.class_of[ann["category_id"]]
+            labels[mask] = self.ignore_index if crowd else self.class_of[category]
         return labels

@@ -11,7 +11,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..datasets import DATASETS, SegmentationDataset
-from ..decode import IMAGE_SUFFIXES, MAX_PIXELS, Color, decode_colors, open_image
+from ..decode import IMAGE_SUFFIXES, MAX_PIXELS, Color, decode_colors, open_image, read_text
 from ..transforms import JointTransform
 
 __all__ = ["CVATDataset", "read_labelmap"]
@@ -22,7 +22,7 @@ def read_labelmap(path: Path) -> tuple[list[str], list[Color]]:
     if not path.is_file():
         raise DataError(f"{path}: missing; export the task as 'Segmentation mask 1.1' from CVAT")
     names, colours = [], []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         name, _, rest = line.partition(":")
@@ -57,7 +57,7 @@ class CVATDataset(SegmentationDataset):
         listing = root / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not listing.is_file():
             raise DataError(f"{listing}: no such subset list; CVAT names its subset 'default'")
-        ids = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+        ids = [line.strip() for line in read_text(listing).splitlines() if line.strip()]
         samples = [
             (_image(root / "JPEGImages", i), root / "SegmentationClass" / f"{i}.png") for i in ids
         ]

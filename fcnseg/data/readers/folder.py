@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from ..labelmap import LabelMap
 from ..transforms import JointTransform
 from .pairing import pair_by_pattern, pair_by_stem
 
-__all__ = ["FolderDataset", "read_classes_json"]
+__all__ = ["ClassesJson", "FolderDataset", "read_classes_json"]
 
 
 @DATASETS.register("folder")
@@ -52,21 +53,18 @@ class FolderDataset(SegmentationDataset):
     ) -> None:
         root = Path(root)
         description = root / "classes.json"
-        mapping, spec = None, {}
-        if description.is_file():
-            classes, palette, ignore_index, ignore_color, mapping = read_classes_json(description)
-            spec = json.loads(description.read_text())
-        else:
-            palette, ignore_index, ignore_color = None, 255, None
-        pattern = mask_pattern if mask_pattern is not None else spec.get("mask_pattern")
-        if pattern is not None and not isinstance(pattern, str):
-            raise DataError(
-                f'{description}: "mask_pattern" must be text such as "{{stem}}_mask.png"'
-            )
+        spec = read_classes_json(description) if description.is_file() else None
+        classes = spec.classes if spec else []
+        palette, ignore_color = (spec.palette, spec.ignore_color) if spec else (None, None)
+        ignore_index = spec.ignore_index if spec else 255
+        mapping = spec.label_map if spec else None
+        pattern = (
+            mask_pattern if mask_pattern is not None else (spec.mask_pattern if spec else None)
+        )
         samples = _pairs(root / split, pattern)
         if label_map is not None:  # the flag overrides the file
             mapping = LabelMap.parse(label_map, source="--label-map")
-        if not description.is_file():
+        if spec is None:
             if num_classes is None:
                 # From every split's masks, so that all splits agree on the classes.
                 everything = [
@@ -88,9 +86,20 @@ class FolderDataset(SegmentationDataset):
         )
 
 
-def read_classes_json(
-    path: Path,
-) -> tuple[list[str], list[Color] | None, int, Color | None, LabelMap | None]:
+@dataclass(frozen=True)
+class ClassesJson:
+    """What ``classes.json`` says (see :class:`FolderDataset`)."""
+
+    classes: list[str]
+    palette: list[Color] | None
+    ignore_index: int
+    ignore_color: Color | None
+    label_map: LabelMap | None
+    mask_pattern: str | None
+
+
+def read_classes_json(path: Path) -> ClassesJson:
+    """Read and check ``classes.json``; every problem is one line naming the key."""
     try:
         spec = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -123,7 +132,10 @@ def read_classes_json(
             raise DataError(f'{path}: "ignore_color" must be [r, g, b] with values 0–255')
         ignore_color = tuple(ignore_color)
     mapping = LabelMap.parse(spec["map"], source=str(path)) if "map" in spec else None
-    return classes, palette, ignore_index, ignore_color, mapping
+    pattern = spec.get("mask_pattern")
+    if pattern is not None and not isinstance(pattern, str):
+        raise DataError(f'{path}: "mask_pattern" must be text such as "{{stem}}_mask.png"')
+    return ClassesJson(classes, palette, ignore_index, ignore_color, mapping, pattern)
 
 
 def _is_color(value: Any) -> bool:

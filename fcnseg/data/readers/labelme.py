@@ -46,7 +46,7 @@ class LabelMeDataset(SegmentationDataset):
                 f"{description}: missing; list the class names, background first: "
                 '{"classes": ["background", "cat"]}'
             )
-        classes, palette, ignore_index, _, _ = read_classes_json(description)
+        spec = read_classes_json(description)
         folder = root / split
         if not folder.is_dir():
             raise DataError(f"{folder}: no such directory; it should hold the LabelMe .json files")
@@ -55,9 +55,9 @@ class LabelMeDataset(SegmentationDataset):
             raise DataError(f"{folder}: no LabelMe .json files found")
         super().__init__(
             samples,
-            classes=classes,
-            palette=palette,
-            ignore_index=ignore_index,
+            classes=spec.classes,
+            palette=spec.palette,
+            ignore_index=spec.ignore_index,
             transform=transform,
             max_pixels=max_pixels,
         )

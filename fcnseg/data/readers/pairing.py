@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ...errors import DataError
-from ..decode import IMAGE_SUFFIXES, LOSSY_SUFFIXES
+from ..decode import IMAGE_SUFFIXES, LOSSY_SUFFIXES, read_text
 
 __all__ = ["pair_by_list", "pair_by_pattern", "pair_by_stem"]
 
@@ -98,7 +98,7 @@ def pair_by_list(
     ``<prefix><id><suffix>``."""
     if not list_file.is_file():
         raise DataError(f"{list_file}: split list not found; check the dataset root and split")
-    ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+    ids = [line.split()[0] for line in read_text(list_file).splitlines() if line.strip()]
     if not ids:
         raise DataError(f"{list_file}: split list is empty; list one image id per line")
     samples = [

@@ -13,7 +13,7 @@ import scipy.io
 
 from ...errors import ConfigError, DataError
 from ..datasets import DATASETS, SegmentationDataset
-from ..decode import MAX_PIXELS
+from ..decode import MAX_PIXELS, read_text
 from ..labelmap import LabelMap
 from ..transforms import JointTransform
 from .pairing import pair_by_list
@@ -272,7 +272,7 @@ def _names(path: Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"{path}: missing; it comes with the PASCAL-Context annotations")
     names = []
-    for line in path.read_text().splitlines():
+    for line in read_text(path).splitlines():
         if line.strip():
             names.append(line.partition(":")[2].strip().replace(" ", ""))
     return names

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..datasets import DATASETS, SegmentationDataset
-from ..decode import MAX_PIXELS, Color
+from ..decode import MAX_PIXELS, Color, read_text
 from ..labelmap import LabelMap
 from ..transforms import JointTransform
 from .pairing import pair_by_stem
@@ -123,7 +123,7 @@ def _ade_classes(root: Path) -> list[str]:
     for name in ("objectInfo150.txt", "objectInfo150.csv"):
         path = root / name
         if path.is_file():
-            rows = [line for line in path.read_text().splitlines()[1:] if line.strip()]
+            rows = [line for line in read_text(path).splitlines()[1:] if line.strip()]
             sep = "\t" if name.endswith(".txt") else ","
             names = [row.split(sep)[-1].strip().strip('"').split(";")[0] for row in rows]
             if len(names) == 150:
