@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .common import positive
+
 DESCRIPTION = (
     "Check a dataset before training: pairs per split, image sizes, label values and "
     "their pixel counts, classes never seen, and what looks wrong, with the fix."
@@ -28,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--label-map", metavar="V:C,...", help="as for train (e.g. 255:1)")
     check.add_argument("--mask-pattern", metavar="PATTERN", help="as for train")
     check.add_argument("--categories", metavar="NAMES", help="COCO categories, as for train")
+    check.add_argument(
+        "--in-channels", type=positive, metavar="C", help="channels of the images, as for train"
+    )
+    check.add_argument(
+        "--modality", choices=["rgb", "rgbd", "hha"], help="NYUDv2 input, as for train"
+    )
     check.add_argument("--json", metavar="FILE", help="also write the report as JSON")
 
 

@@ -59,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--categories", metavar="NAMES", help="COCO categories, as in training")
     parser.add_argument(
+        "--modality", choices=["rgb", "rgbd", "hha"], help="NYUDv2 input, as in training"
+    )
+    parser.add_argument(
         "--skip-bad",
         action="store_true",
         help="check every sample first; skip and list the unreadable or "
@@ -69,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..data import build_dataset, drop_samples, find_bad_samples, reader_options
+    from ..data import build_dataset, drop_samples, find_bad_samples, reader_options, reader_takes
     from ..device import resolve_device
     from ..errors import FcnsegError
     from ..evaluation import evaluate, format_table, plot_confusion, write_json
@@ -79,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     model = load(args.checkpoint, map_location=str(device))
     reading = {"max_pixels": args.max_pixels} if args.max_pixels else {}
     reading.update(reader_options(args))
+    if reader_takes(args.dataset, "in_channels"):  # the images have the model's channels
+        reading["in_channels"] = model.meta.in_channels
     dataset = build_dataset(args.dataset, args.root, args.split, **reading)
     if model.num_classes != dataset.num_classes:
         raise FcnsegError(

@@ -5,6 +5,9 @@ For each input image the command writes, atomically:
 * ``NAME.png``: the class mask as a palette PNG, each pixel's value its class index, drawn in the
   dataset's colours (the model's ``palette``, else VOC's; :mod:`fcnseg.files.masks`);
 * ``NAME_overlay.png``: the image with the class colours blended over it;
+* for a georeferenced raster (GeoTIFF, with ``rasterio`` installed): ``NAME.tif`` instead of
+  ``NAME.png``, the mask with the raster's CRS and transform, read and segmented window by
+  window so the raster need not fit in memory (:mod:`fcnseg.files.geotiff`);
 * with ``--probabilities``: ``NAME_prob.npy`` (float16 C×H×W, written as a memory map, so even a
   gigapixel image never needs its probabilities in memory) or ``NAME_prob.safetensors``.
 
@@ -24,9 +27,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..data.bands import georeferenced
 from ..data.decode import MAX_PIXELS
 from ..device import resolve_device
-from ..errors import FcnsegError
+from ..errors import DataError, FcnsegError
 from ..files import load
 from ..files.atomic import remove_stale
 from ..files.masks import palette_of
@@ -44,6 +48,7 @@ from .predict_io import (
     expand_inputs,
     output_names,
     segment,
+    segment_raster,
 )
 
 DESCRIPTION = "Segment images with a trained model: palette PNG masks and overlays."
@@ -164,16 +169,30 @@ def run(args: argparse.Namespace) -> int:
     writer = Writer(args.out, palette_of(predictor.meta), args.probabilities)
     names = output_names(paths)
     bad: list[tuple[Path, str]] = []
-    tiled = args.tile is not None
+    tiled, channels = args.tile is not None, predictor.meta.in_channels
+    # Georeferenced rasters are read window by window and give GeoTIFF masks in place.
+    rasters = [i for i, p in enumerate(paths) if georeferenced(p)]
+    images = [p for i, p in enumerate(paths) if i not in set(rasters)]
+    reading = (args.batch_size, tiled, args.skip_bad, bad, args.max_pixels, channels)
     with tqdm(total=len(paths), unit="image", desc="predict", file=sys.stderr) as bar:
-        for batch in batches(paths, args.batch_size, tiled, args.skip_bad, bad, args.max_pixels):
+        for i in rasters:
+            try:
+                segment_raster(predictor, paths[i], writer, names[i], args.max_pixels)
+            except DataError as exc:
+                if not args.skip_bad:
+                    raise
+                bad.append((paths[i], str(exc)))
+            bar.update()
+        names = [n for i, n in enumerate(names) if i not in set(rasters)]
+        for batch in batches(images, *reading):
             if args.probabilities is None:
-                masks = [m.numpy() for m in predictor([as_image_tensor(im) for _, im in batch])]
+                tensors = [as_image_tensor(im, channels) for _, im in batch]
+                masks = [m.numpy() for m in predictor(tensors)]
             else:
                 masks = [segment(predictor, im, writer, names[i]) for i, im in batch]
             for (i, image), mask in zip(batch, masks, strict=True):
                 writer.masks(names[i], image, mask)
-            bar.update(batch[-1][0] + 1 - bar.n)  # counting the bad files before it
+            bar.update(len(rasters) + batch[-1][0] + 1 - bar.n)  # counting the bad files before it
         bar.update(len(paths) - bar.n)
     done = len(paths) - len(bad)
     print(

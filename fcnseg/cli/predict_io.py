@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -13,11 +14,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.bands import Raster, read_bands
 from ..data.decode import IMAGE_SUFFIXES, MAX_PIXELS, open_image, to_rgb_tensor
 from ..errors import ConfigError, DataError
 from ..files import atomic_write
-from ..files.masks import BAND_ROWS, mask_image, overlay
+from ..files.masks import BAND_ROWS, display_rgb, mask_image, overlay
 from ..inference import Predictor
+from ..inference.tiling import AUTO_TILE_PIXELS
 
 __all__ = [
     "TILED_MAX_PIXELS",
@@ -28,6 +31,7 @@ __all__ = [
     "output_names",
     "read_image",
     "segment",
+    "segment_raster",
 ]
 
 # With tiling, memory no longer limits the image: allow up to this many pixels (3 GB as RGB).
@@ -86,10 +90,15 @@ def check_out_folder(out: Path, paths: Sequence[Path]) -> None:
         )
 
 
-def read_image(path: Path, *, tiled: bool, max_pixels: int | None = None) -> np.ndarray:
-    """``path`` as an H×W×3 uint8 array: EXIF orientation applied, any mode made RGB;
-    ``max_pixels`` (default: by ``tiled``) is the decompression-bomb guard."""
+def read_image(
+    path: Path, *, tiled: bool, max_pixels: int | None = None, channels: int = 3
+) -> np.ndarray:
+    """``path`` as an H×W×3 uint8 array: EXIF orientation applied, any mode made RGB (an
+    H×W×``channels`` array for a model of other input channels); ``max_pixels`` (default: by
+    ``tiled``) is the decompression-bomb guard."""
     limit = max_pixels or (TILED_MAX_PIXELS if tiled else MAX_PIXELS)
+    if channels != 3 or path.suffix.lower() == ".npy":
+        return read_bands(path, channels, max_pixels=limit).permute(1, 2, 0).numpy()
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = max(saved or 0, limit // 2)  # PIL's own refusal is at twice this
     try:
@@ -120,9 +129,19 @@ class Writer:
             base.with_name(base.name + ".png"),
             lambda tmp: mask_image(mask, self.palette).save(tmp, format="PNG"),
         )
+        self.overlay(name, image, mask)
+
+    def geotiff(self, name: Path, mask: np.ndarray, raster: Raster, classes: list | None) -> None:
+        from ..files.geotiff import write_geotiff
+
+        base = self.out / name
+        write_geotiff(base.with_name(base.name + ".tif"), mask, raster, self.palette, classes)
+
+    def overlay(self, name: Path, image: np.ndarray, mask: np.ndarray) -> None:
+        base = self.out / name
         atomic_write(
             base.with_name(base.name + "_overlay.png"),
-            lambda tmp: overlay(image, mask, self.palette).save(tmp, format="PNG"),
+            lambda tmp: overlay(display_rgb(image), mask, self.palette).save(tmp, format="PNG"),
         )
 
     def probability_file(self, name: Path) -> Path:
@@ -130,16 +149,24 @@ class Writer:
         return base.with_name(f"{base.name}_prob.{self.probabilities}")
 
 
-def segment(predictor: Predictor, image: np.ndarray, writer: Writer, name: Path) -> np.ndarray:
-    """The mask of one image, writing its probabilities on the way if asked."""
+def segment(
+    predictor: Predictor, image: np.ndarray | Raster, writer: Writer, name: Path
+) -> np.ndarray:
+    """The mask of one image (an H×W×C array, or a raster read tile by tile), writing its
+    probabilities on the way if asked."""
+    size = image.shape[1:] if isinstance(image, Raster) else image.shape[:2]
     if writer.probabilities is None:
-        return predictor(image).numpy()
+        if not isinstance(image, Raster):
+            return predictor(image).numpy()
+        mask = mask_memory(writer.out, name, size, predictor.label_dtype)
+        predictor(image, out=mask)
+        return mask
     path = writer.probability_file(name)
     if writer.probabilities == "npy":
         # The probabilities go straight into the file, tile by tile; then the mask is their
         # argmax, read back band by band.
         def write(tmp: Path) -> None:
-            shape = (predictor.num_classes, *image.shape[:2])
+            shape = (predictor.num_classes, *size)
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
             predictor.probabilities(image, out=array)
             array.flush()
@@ -164,6 +191,32 @@ def segment(predictor: Predictor, image: np.ndarray, writer: Writer, name: Path)
     return probs.argmax(0).to(predictor.label_dtype).numpy()
 
 
+def mask_memory(out: Path, name: Path, size: tuple[int, int], dtype: torch.dtype) -> np.ndarray:
+    """Room for one mask: in memory, or for a raster of more than AUTO_TILE_PIXELS pixels a
+    memory map on an unnamed temporary file in the output folder (gone with the process,
+    even a killed one)."""
+    kind = np.uint8 if dtype == torch.uint8 else np.int64
+    if size[0] * size[1] <= AUTO_TILE_PIXELS:
+        return np.empty(size, dtype=kind)
+    out.mkdir(parents=True, exist_ok=True)
+    # Not a context manager: the map keeps the file for as long as the mask lives.
+    handle = tempfile.TemporaryFile(dir=out)  # noqa: SIM115
+    return np.memmap(handle, dtype=kind, mode="w+", shape=size)
+
+
+def segment_raster(
+    predictor: Predictor, path: Path, writer: Writer, name: Path, max_pixels: int | None
+) -> None:
+    """A georeferenced raster read window by window: ``NAME.tif``, the mask with the raster's
+    CRS and transform, and the overlay for rasters small enough to view whole."""
+    channels = predictor.meta.in_channels
+    with Raster(path, channels, max_pixels=max_pixels or TILED_MAX_PIXELS) as raster:
+        mask = segment(predictor, raster, writer, name)
+        writer.geotiff(name, mask, raster, list(predictor.meta.classes or []) or None)
+        if raster.shape[1] * raster.shape[2] <= AUTO_TILE_PIXELS:
+            writer.overlay(name, raster.read().permute(1, 2, 0).numpy(), np.asarray(mask))
+
+
 def batches(
     paths: Sequence[Path],
     size: int,
@@ -171,12 +224,14 @@ def batches(
     skip_bad: bool,
     bad: list[tuple[Path, str]],
     max_pixels: int | None = None,
+    channels: int = 3,
 ) -> Iterator[list[tuple[int, np.ndarray]]]:
     """Images read ``size`` at a time (the predictor batches those of equal size)."""
     batch: list[tuple[int, np.ndarray]] = []
     for i, path in enumerate(paths):
         try:
-            batch.append((i, read_image(path, tiled=tiled, max_pixels=max_pixels)))
+            image = read_image(path, tiled=tiled, max_pixels=max_pixels, channels=channels)
+            batch.append((i, image))
         except DataError as exc:
             if not skip_bad:
                 raise

@@ -2,6 +2,7 @@
 name, joint transforms and batching, class balance, and the synthetic set of the demo.
 
 * :mod:`.decode`: one image or mask file → tensors, with one-line errors;
+* :mod:`.bands`: images beyond RGB (grey, RGB-D, multi-band rasters, ``.npy``);
 * :mod:`.datasets`: the base reader and the :data:`DATASETS` registry;
 * :mod:`.readers`: the layouts (``folder``, ``camvid``, ``voc``, ``sbd``);
 * :mod:`.transforms`, :mod:`.balance`, :mod:`.checks`, :mod:`.synthetic`.
@@ -17,6 +18,7 @@ from .balance import (
     mask_stats,
     median_frequency_weights,
 )
+from .bands import Raster, as_bands, channel_stats, read_bands
 from .checks import drop_samples, find_bad_samples
 from .datasets import (
     DATASETS,
@@ -24,6 +26,7 @@ from .datasets import (
     build_dataset,
     list_datasets,
     reader_options,
+    reader_takes,
     voc_palette,
 )
 from .readers import CamVidDataset, FolderDataset, SBDDataset, VOCDataset
@@ -33,13 +36,16 @@ from .transforms import collate_pad, eval_transform, train_transform
 __all__ = [
     "MaskStats",
     "DATASETS",
+    "Raster",
     "CamVidDataset",
     "FolderDataset",
     "SBDDataset",
     "SegmentationDataset",
     "SyntheticDataset",
     "VOCDataset",
+    "as_bands",
     "build_dataset",
+    "channel_stats",
     "class_frequencies",
     "collate_pad",
     "drop_samples",
@@ -50,7 +56,9 @@ __all__ = [
     "list_datasets",
     "make_synthetic",
     "median_frequency_weights",
+    "read_bands",
     "reader_options",
+    "reader_takes",
     "train_transform",
     "voc_palette",
 ]

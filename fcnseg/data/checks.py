@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DataError
 from .datasets import SegmentationDataset
-from .decode import check_same_size, open_image, to_rgb_tensor
+from .decode import check_same_size
 
 __all__ = ["drop_samples", "find_bad_samples"]
 
@@ -27,9 +27,7 @@ class _Checked(Dataset):
         index = self.indices[position]
         try:
             # What __getitem__ reads and checks, before any transform.
-            image = to_rgb_tensor(
-                open_image(self.dataset.samples[index][0], max_pixels=self.dataset.max_pixels)
-            )
+            image = self.dataset.read_image(self.dataset.samples[index][0])
             check_same_size(image, self.dataset.load_mask(index), self.dataset.samples[index][1])
         except DataError as error:
             return index, str(error)

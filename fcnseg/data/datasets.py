@@ -1,8 +1,9 @@
 """Segmentation datasets: the common base that reads and checks samples, and the registry that
 lets configs and the CLI name a layout (the layouts are in :mod:`fcnseg.data.readers`).
 
-Every dataset yields ``(tv_tensors.Image uint8 3×H×W RGB, tv_tensors.Mask int64 H×W)`` as
-docs/CONTRACTS.md fixes; problems in the files surface as one-line ``DataError``s.
+Every dataset yields ``(tv_tensors.Image C×H×W, tv_tensors.Mask int64 H×W)`` as
+docs/CONTRACTS.md fixes (uint8 RGB for the usual C = 3); problems in the files surface as
+one-line ``DataError``s.
 """
 
 from __future__ import annotations
@@ -19,15 +20,8 @@ from torchvision import tv_tensors
 
 from ..errors import ConfigError, DataError
 from ..registry import Registry
-from .decode import (
-    MAX_PIXELS,
-    Color,
-    check_labels,
-    check_same_size,
-    open_image,
-    to_labels,
-    to_rgb_tensor,
-)
+from .bands import read_bands
+from .decode import MAX_PIXELS, Color, check_labels, check_same_size, open_image, to_labels
 from .labelmap import LabelMap
 from .transforms import JointTransform
 
@@ -35,6 +29,7 @@ __all__ = [
     "DATASETS",
     "READER_OPTIONS",
     "reader_options",
+    "reader_takes",
     "SegmentationDataset",
     "build_dataset",
     "list_datasets",
@@ -65,7 +60,8 @@ class SegmentationDataset(Dataset):
 
     Subclasses fill ``samples`` and the class description; this class reads, checks and
     transforms. ``transform(image, mask)`` is a joint transform returning the pair
-    (``None``: the tensors as read).
+    (``None``: the tensors as read). Images are read with ``in_channels`` channels
+    (:func:`~.bands.read_bands`).
     """
 
     classes: list[str]
@@ -85,8 +81,10 @@ class SegmentationDataset(Dataset):
         transform: JointTransform | None = None,
         max_pixels: int = MAX_PIXELS,
         label_map: LabelMap | None = None,
+        in_channels: int = 3,
     ) -> None:
         self.samples = samples
+        self.in_channels = in_channels
         self.label_map = label_map
         self.classes = list(classes)
         self.palette = list(palette) if palette is not None else voc_palette(len(self.classes))
@@ -104,13 +102,18 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         image_path, mask_path = self.samples[index]
-        image = to_rgb_tensor(open_image(image_path, max_pixels=self.max_pixels))
+        image = self.read_image(image_path)
         mask = self.load_mask(index)
         check_same_size(image, mask, mask_path)
         image, mask = tv_tensors.Image(image), tv_tensors.Mask(mask)
         if self.transform is None:
             return image, mask
         return self.transform(image, mask)
+
+    def read_image(self, path: Path) -> torch.Tensor:
+        """Decode one image file to a C×H×W tensor; readers of several files per image
+        (RGB-D) override this."""
+        return read_bands(path, self.in_channels, max_pixels=self.max_pixels)
 
     def load_mask(self, index: int) -> torch.Tensor:
         """The checked int64 H×W labels of sample ``index``, without reading its image."""
@@ -133,7 +136,7 @@ class SegmentationDataset(Dataset):
 
 
 #: The reader options a user may set by name (flags, YAML): passed to the readers that have them.
-READER_OPTIONS = ("label_map", "mask_pattern", "categories")
+READER_OPTIONS = ("label_map", "mask_pattern", "categories", "in_channels", "modality")
 
 
 def reader_options(values: object) -> dict[str, Any]:
@@ -143,6 +146,11 @@ def reader_options(values: object) -> dict[str, Any]:
 
 #: Dataset readers by name: ``reader(root, split, *, transform, max_pixels, ...)``.
 DATASETS: Registry[type[SegmentationDataset]] = Registry("dataset", error=DataError)
+
+
+def reader_takes(name: str, option: str) -> bool:
+    """Whether the reader registered as ``name`` has the option ``option``."""
+    return option in inspect.signature(DATASETS[name]).parameters
 
 
 def build_dataset(

@@ -17,8 +17,9 @@ from PIL import Image, ImageOps
 from ..errors import DataError
 
 # The files read as images, by suffix: the one list for dataset folders and `fcnseg predict`.
+# NumPy arrays are images too, for bands beyond RGB (:mod:`fcnseg.data.bands`).
 IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif", ".npy"}
 )
 
 # PIL's own default (Image.MAX_IMAGE_PIXELS): about 0.18 gigapixels, i.e. ~0.5 GB as RGB.

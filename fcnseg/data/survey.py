@@ -19,8 +19,9 @@ import numpy as np
 
 from ..errors import DataError
 from .balance import label_space_problems
+from .bands import image_size
 from .datasets import SegmentationDataset, build_dataset
-from .decode import check_labels, open_image
+from .decode import check_labels
 
 __all__ = ["SPLITS", "check_dataset", "format_report"]
 
@@ -38,8 +39,7 @@ def _sample(dataset: SegmentationDataset, index: int) -> tuple[dict[str, Any], s
     image_path, mask_path = dataset.samples[index]
     facts: dict[str, Any] = {"image": str(image_path), "mask": str(mask_path)}
     try:
-        with open_image(image_path, max_pixels=dataset.max_pixels) as image:
-            facts["size"] = image.size
+        facts["size"] = image_size(image_path, max_pixels=dataset.max_pixels)
         stored = dataset.read_labels(mask_path)
         facts["stored"] = Counter(dict(zip(*np.unique(stored, return_counts=True), strict=True)))
         if stored.shape[::-1] != tuple(facts["size"]):

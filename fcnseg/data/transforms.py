@@ -90,12 +90,15 @@ def collate_pad(
     """Stack (image, mask) pairs of different sizes, padding at the bottom and right.
 
     Images are padded with 0 and masks with ``ignore_index``; returns plain tensors,
-    images uint8 N×3×H×W and masks int64 N×H×W at the largest height and width in the batch.
+    images N×C×H×W (uint8, or float32 if any image is) and masks int64 N×H×W at the largest
+    height and width in the batch.
     For a ``DataLoader``: ``collate_fn=functools.partial(collate_pad, ignore_index=...)``.
     """
     height = max(image.shape[-2] for image, _ in batch)
     width = max(image.shape[-1] for image, _ in batch)
-    images = torch.zeros(len(batch), 3, height, width, dtype=torch.uint8)
+    channels = batch[0][0].shape[0]
+    dtype = torch.uint8 if all(i.dtype == torch.uint8 for i, _ in batch) else torch.float32
+    images = torch.zeros(len(batch), channels, height, width, dtype=dtype)
     masks = torch.full((len(batch), height, width), ignore_index, dtype=torch.int64)
     for i, (image, mask) in enumerate(batch):
         h, w = image.shape[-2:]

@@ -177,6 +177,11 @@ def evaluate(
             f"the model scores {model.num_classes} classes but the dataset has "
             f"{dataset.num_classes}; evaluate it on the dataset it was trained for"
         )
+    if model.meta.in_channels != dataset.in_channels:
+        raise FcnsegError(
+            f"the model takes {model.meta.in_channels}-channel images but the dataset gives "
+            f"{dataset.in_channels}; read it as in training (--modality, --in-channels)"
+        )
     device = resolve_device(device) if isinstance(device, str) else device
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

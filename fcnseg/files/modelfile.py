@@ -101,6 +101,7 @@ def rebuild(meta: ModelMeta, state: dict[str, Tensor], path: str | Path) -> FCN:
         backbone=meta.backbone,
         geometry=meta.geometry,
         at_once=meta.at_once,
+        in_channels=meta.in_channels,
     )
     try:
         model.load_state_dict(state)

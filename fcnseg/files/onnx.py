@@ -1,7 +1,8 @@
 """ONNX export: one graph from uint8 image to class scores, for any batch, height and width.
 
-The graph takes the RGB image as uint8 N×3×H×W and does the model's normalisation itself, so
-a user of the file needs no knowledge of the backbone's mean and standard deviation. Its output
+The graph takes the RGB image as uint8 N×3×H×W (a model of other input channels: float32
+N×C×H×W in its images' units) and does the model's normalisation itself, so a user of the file
+needs no knowledge of the backbone's mean and standard deviation. Its output
 is the N×C×H×W scores (logits) of the FCN, at the input's size.
 
 Exporting "any height and width" takes care. The model pads its input to whole output strides
@@ -65,6 +66,21 @@ def smallest_side(model: FCN) -> int:
     return max(1, model.backbone.min_size - model.pad_to + 1)
 
 
+def input_description(meta: ModelMeta) -> str:
+    """The graph's input: uint8 RGB, or float32 bands in the training images' units."""
+    if meta.in_channels == 3:
+        return "uint8 RGB N×3×H×W"
+    return f"float32 N×{meta.in_channels}×H×W"
+
+
+def example_images(meta: ModelMeta, n: int, h: int, w: int, generator: torch.Generator) -> Tensor:
+    """Random images of the graph's input type."""
+    image = torch.randint(
+        0, 256, (n, meta.in_channels, h, w), dtype=torch.uint8, generator=generator
+    )
+    return image if meta.in_channels == 3 else image.float()
+
+
 def metadata(model: FCN) -> dict[str, str]:
     """The ``metadata_props`` of an exported model."""
     meta = {
@@ -72,7 +88,7 @@ def metadata(model: FCN) -> dict[str, str]:
         "field": output_field(model),
         "align": max(model.backbone.taps),
         "smallest_side": smallest_side(model),
-        "input": "uint8 RGB N×3×H×W",
+        "input": input_description(model.meta),
         "output": "logits N×C×H×W",
     }
     props = {_KEY: json.dumps(meta)}
@@ -100,7 +116,9 @@ def export_onnx(
         2: torch.export.Dim("height", min=side),
         3: torch.export.Dim("width", min=side),
     }
-    example = torch.zeros(2, 3, max(side, 64), max(side, 96), dtype=torch.uint8)
+    example = example_images(
+        model.meta, 2, max(side, 64), max(side, 96), torch.Generator().manual_seed(0)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # Guards the shape logic cannot prove for all sizes become assertions rather than
@@ -138,7 +156,7 @@ def verify_onnx(
     report = []
     for h, w in sizes:
         h, w = max(h, session.smallest_side), max(w, session.smallest_side)
-        image = torch.randint(0, 256, (2, 3, h, w), dtype=torch.uint8, generator=generator)
+        image = example_images(model.meta, 2, h, w, generator)
         with torch.no_grad():
             expected = model.eval()(model.normalization(image))
         got = session(image)
@@ -161,7 +179,8 @@ def verify_onnx(
 
 @dataclass
 class OnnxModel:
-    """An exported FCN run by ONNX Runtime: uint8 N×3×H×W in, logits out, as torch tensors."""
+    """An exported FCN run by ONNX Runtime: uint8 N×3×H×W in (float32 N×C×H×W for other
+    input channels), logits out, as torch tensors."""
 
     path: Path
     device: torch.device = torch.device("cpu")
@@ -255,6 +274,8 @@ class OnnxModel:
 
     def __call__(self, images: Tensor) -> Tensor:
         images = images.cpu().contiguous()
+        if self.meta.in_channels != 3:
+            images = images.float()
         if min(images.shape[-2:]) < self.smallest_side:
             raise FcnsegError(
                 f"image of {tuple(images.shape[-2:])} pixels is smaller than the "

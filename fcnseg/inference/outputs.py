@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..data.bands import Raster
+
 __all__ = ["Output"]
 
 
@@ -23,15 +25,19 @@ class Output:
     def label_dtype(self) -> torch.dtype:
         return torch.uint8 if self.num_classes <= 256 else torch.int64
 
-    def shape(self, image: Tensor) -> tuple[int, ...]:
+    @property
+    def out_dtype(self) -> torch.dtype:
+        """The type of what is written: probabilities' ``dtype``, or the labels'."""
+        return self.dtype if self.probabilities else self.label_dtype
+
+    def shape(self, image: Tensor | Raster) -> tuple[int, ...]:
         """The output's shape for one image …×H×W: H×W, or C×H×W."""
         size = tuple(image.shape[-2:])
         return (self.num_classes, *size) if self.probabilities else size
 
     def empty(self, images: Tensor) -> Tensor:
         """Room for the outputs of a batch N×3×H×W."""
-        dtype = self.dtype if self.probabilities else self.label_dtype
-        return torch.empty((len(images), *self.shape(images[0])), dtype=dtype)
+        return torch.empty((len(images), *self.shape(images[0])), dtype=self.out_dtype)
 
     def of(self, scores: Tensor) -> Tensor:
         """The output of fp32 scores N×C×h×w."""

@@ -6,7 +6,7 @@ predictor keeps that property. It is a small facade: it takes images in any acce
 (:mod:`.inputs`), batches those of one size, and sends each image whole or tile by tile
 (:mod:`.tiling`) to a backend (:mod:`.backends`) at the precision calibration chose
 (:mod:`.precision`). When only the class map is wanted, full-resolution scores exist a band of
-rows at a time, never as a whole float map.
+rows at a time, never as a whole float map; a raster file is read one tile at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..data.bands import Raster
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..models import FCN, ModelMeta
@@ -134,10 +135,11 @@ class Predictor:
         """
         if self.calibration is not None:
             return self.calibration.chosen
+        channels = self.meta.in_channels
         batch = (
-            check_batch(images)
+            check_batch(images, channels)
             if isinstance(images, Tensor) and images.ndim == 4
-            else as_image_tensor(images)[None]
+            else as_image_tensor(images, channels)[None]
         )
         self.calibration = calibration.calibrate(self.backend, batch, self._candidates)
         self.backend.keep(self.calibration.chosen)
@@ -150,7 +152,9 @@ class Predictor:
     ) -> Tensor | list[Tensor]:
         """Class index maps: H×W for one image, N×H×W for a uint8 N×3×H×W batch, a list for a
         list. uint8 when there are at most 256 classes, else int64. ``out`` (one image only), an
-        array or tensor H×W to write into, e.g. a ``numpy.memmap`` for an image of gigapixels."""
+        array or tensor H×W to write into, e.g. a ``numpy.memmap`` for an image of gigapixels.
+        A :class:`~fcnseg.data.Raster` (a GeoTIFF opened window by window) is read one tile at a
+        time, so neither it nor its scores need fit in memory, only ``out``."""
         return self._apply(images, out, probabilities=False)
 
     def probabilities(
@@ -169,15 +173,20 @@ class Predictor:
         if out is not None and (batch or isinstance(images, (list, tuple))):
             raise ConfigError("out= takes one image at a time")
         if batch:
-            images = check_batch(images)
+            images = check_batch(images, self.meta.in_channels)
             if self.plan.tiled(*images.shape[-2:]):
                 return torch.stack(self._many(list(images), kind))
             return self._batch(images, kind)
         if isinstance(images, (list, tuple)):
             return self._many(list(images), kind)
-        image = as_image_tensor(images)
-        if out is None:
+        if isinstance(images, Raster):
+            image = self._raster(images)
+        else:
+            image = as_image_tensor(images, self.meta.in_channels)
+        if out is None and isinstance(image, Tensor):
             return self._many([image], kind)[0]
+        if out is None:  # a raster read tile by tile: its output in memory
+            out = torch.empty(kind.shape(image), dtype=kind.out_dtype)
         target = torch.from_numpy(out) if isinstance(out, np.ndarray) else out
         if tuple(target.shape) != kind.shape(image):
             raise ConfigError(f"out has shape {tuple(target.shape)}, expected {kind.shape(image)}")
@@ -185,13 +194,22 @@ class Predictor:
             self._one(image, target, kind)
         return target
 
+    def _raster(self, raster: Raster) -> Raster | Tensor:
+        """A raster file: read tile by tile when the plan tiles it, else whole."""
+        if raster.shape[0] != self.meta.in_channels:
+            raise ConfigError(
+                f"{raster.path}: opened with {raster.shape[0]} channels but the model takes "
+                f"{self.meta.in_channels}; open it as Raster(path, {self.meta.in_channels})"
+            )
+        return raster if self.plan.tiled(*raster.shape[1:]) else raster.read()
+
     # -- batching by size, whole or tiled
 
     def _many(self, images: list[ImageLike], kind: Output) -> list[Tensor]:
         """Images of one size run as a batch; others (and tiled ones) one by one."""
         if not images:
             raise ConfigError("no images given")
-        tensors = [as_image_tensor(im) for im in images]
+        tensors = [as_image_tensor(im, self.meta.in_channels) for im in images]
         results: list[Tensor] = [torch.empty(0)] * len(tensors)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, t in enumerate(tensors):

@@ -57,7 +57,7 @@ def fold_batchnorm(net: nn.Module) -> int:
         if isinstance(m, nn.BatchNorm2d) and m.track_running_stats
     ]
     probe = torch.randn(
-        1, 3, net.min_size, net.min_size, generator=torch.Generator().manual_seed(0)
+        1, net.in_channels, net.min_size, net.min_size, generator=torch.Generator().manual_seed(0)
     )
     try:
         with torch.no_grad():

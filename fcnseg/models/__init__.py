@@ -9,7 +9,7 @@
 Owns: network construction. May import: :mod:`fcnseg.blocks`, the registry and errors.
 """
 
-from .backbones import BACKBONES, Backbone, build_backbone, list_backbones
+from .backbones import BACKBONES, Backbone, adapt_input, build_backbone, list_backbones
 from .builders import MODELS, build_fcn, fcn8s, fcn16s, fcn32s, list_models
 from .fcn import FCN, Crop, output_field, pad_to_stride, tap_name
 from .meta import ModelMeta
@@ -23,6 +23,7 @@ __all__ = [
     "Crop",
     "ModelMeta",
     "Normalization",
+    "adapt_input",
     "build_backbone",
     "build_fcn",
     "fcn8s",

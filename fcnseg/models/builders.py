@@ -21,6 +21,7 @@ def _build(
     geometry: str,
     pretrained_backbone: Pretrained,
     at_once: bool,
+    in_channels: int,
 ) -> FCN:
     if (
         isinstance(num_classes, bool)
@@ -30,7 +31,9 @@ def _build(
         raise ConfigError(
             f"num_classes must be a whole number in 1–{MAX_CLASSES}, not {num_classes!r}"
         )
-    net = build_backbone(backbone, geometry=geometry, pretrained=pretrained_backbone)
+    net = build_backbone(
+        backbone, geometry=geometry, pretrained=pretrained_backbone, in_channels=in_channels
+    )
     meta = ModelMeta(
         variant=variant,
         backbone=backbone,
@@ -52,6 +55,7 @@ def fcn32s(
     geometry: str = "modern",
     pretrained_backbone: Pretrained = False,
     at_once: bool = False,
+    in_channels: int = 3,
 ) -> FCN:
     """FCN-32s: class scores on the deepest layer, upsampled 32× (§4.1).
 
@@ -63,6 +67,9 @@ def fcn32s(
         geometry: ``"modern"`` (size-keeping padding) or ``"caffe"`` (the reference nets).
         pretrained_backbone: ``True`` for ImageNet weights, or the path of a weight file.
         at_once: no effect without skips; accepted for a uniform signature.
+        in_channels: channels of the input images: 3 for RGB, 4 for RGB-D (the paper's NYUDv2
+            early fusion), any other number for grey images or multi-band rasters; the
+            pretrained first convolution is adapted (:func:`fcnseg.models.adapt_input`).
 
     Returns:
         The :class:`FCN`; its ``forward`` returns N×num_classes×H×W logits.
@@ -75,6 +82,7 @@ def fcn32s(
         geometry=geometry,
         pretrained_backbone=pretrained_backbone,
         at_once=at_once,
+        in_channels=in_channels,
     )
 
 
@@ -86,6 +94,7 @@ def fcn16s(
     geometry: str = "modern",
     pretrained_backbone: Pretrained = False,
     at_once: bool = False,
+    in_channels: int = 3,
 ) -> FCN:
     """FCN-16s: adds the stride-16 ``pool4`` skip (§4.2). Arguments as :func:`fcn32s`;
     ``at_once`` scales ``pool4`` by 0.01."""
@@ -97,6 +106,7 @@ def fcn16s(
         geometry=geometry,
         pretrained_backbone=pretrained_backbone,
         at_once=at_once,
+        in_channels=in_channels,
     )
 
 
@@ -108,6 +118,7 @@ def fcn8s(
     geometry: str = "modern",
     pretrained_backbone: Pretrained = False,
     at_once: bool = False,
+    in_channels: int = 3,
 ) -> FCN:
     """FCN-8s: adds the ``pool4`` and ``pool3`` skips (§4.2). Arguments as :func:`fcn32s`;
     ``at_once`` scales ``pool4`` by 0.01 and ``pool3`` by 0.0001."""
@@ -119,6 +130,7 @@ def fcn8s(
         geometry=geometry,
         pretrained_backbone=pretrained_backbone,
         at_once=at_once,
+        in_channels=in_channels,
     )
 
 

@@ -208,7 +208,8 @@ class FCN(nn.Module):
         return out
 
     def forward(self, x: Tensor) -> Tensor:
-        """Scores N×num_classes×H×W for a normalised batch N×3×H×W, for any H, W ≥ 1."""
+        """Scores N×num_classes×H×W for a normalised batch N×C×H×W (C = ``meta.in_channels``),
+        for any H, W ≥ 1."""
         height, width = x.shape[-2:]
         if self.pad_to > 1:
             x = pad_to_stride(x, self.pad_to, self.backbone.min_size)
@@ -224,7 +225,7 @@ class FCN(nn.Module):
 
     @torch.no_grad()
     def predict(self, images: Tensor) -> Tensor:
-        """Class indices N×H×W for an RGB uint8 (or 0–255 float) batch N×3×H×W."""
+        """Class indices N×H×W for a batch N×C×H×W in the pixels' units (uint8 0–255 RGB)."""
         return self(self.normalization(images)).argmax(1)
 
 

@@ -34,7 +34,8 @@ class ModelMeta:
         backbone: a name of :func:`fcnseg.list_backbones` or ``timm:<name>``.
         geometry: ``modern`` or ``caffe``.
         num_classes: number of classes scored.
-        normalization: the input normalisation the weights were trained with.
+        normalization: the input normalisation the weights were trained with, one mean and
+            std per input channel (so it also says :attr:`in_channels`).
         at_once: skips scaled as the PAMI all-at-once nets.
         classes: class names, one per class, or ``None``.
         palette: one RGB colour per class, or ``None``.
@@ -52,6 +53,11 @@ class ModelMeta:
     palette: tuple[Color, ...] | None = None
     ignore_index: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels (3 for RGB), one home: the normalisation has one entry per channel."""
+        return self.normalization.channels
 
     def with_(self, **changes: Any) -> ModelMeta:
         """A copy with ``changes``: known fields replaced, other keys added to ``extra``."""

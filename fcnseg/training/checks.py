@@ -25,6 +25,7 @@ BOUNDS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "seed": (0, 2**63 - 1, True, True),
     "warmup_steps": (0, None, True, True),
     "max_pixels": (1, None, True, True),
+    "in_channels": (1, 1024, True, True),
     "lr": (0, None, False, True),
     "weight_decay": (0, None, True, True),
     "momentum": (0, 1, True, False),

@@ -83,6 +83,18 @@ class TrainConfig:
         "COCO category names to train on, comma-separated, in class order (coco reader)",
         metavar="NAMES",
     )
+    in_channels: int | None = _setting(
+        None,
+        "channels of the images: 1 grey, 4 RGB-D or RGB+NIR, any number of raster bands "
+        "(folder reader; default 3, RGB)",
+        type=int,
+        metavar="C",
+    )
+    modality: str | None = _setting(
+        None,
+        "NYUDv2 input: rgb, rgbd (the paper's early fusion, 4 channels) or hha (nyud reader)",
+        choices=["rgb", "rgbd", "hha"],
+    )
     max_pixels: int | None = _setting(
         None,
         "refuse images of more pixels than N, a decompression-bomb guard (default: "

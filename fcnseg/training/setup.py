@@ -23,6 +23,7 @@ from ..data import (
     MaskStats,
     SegmentationDataset,
     build_dataset,
+    channel_stats,
     collate_pad,
     drop_samples,
     find_bad_samples,
@@ -34,7 +35,7 @@ from ..data import (
 )
 from ..errors import CheckpointError, ConfigError, DataError, FcnsegError
 from ..files import read_weights
-from ..models import FCN, build_fcn
+from ..models import FCN, Normalization, build_fcn
 from .config import TrainConfig
 from .distributed import EpochSampler, Processes, SeededItems, mix
 from .loss import SegmentationLoss
@@ -77,7 +78,11 @@ def init_from(model: FCN, path: str) -> int:
         CheckpointError: ``path`` was trained for another number of classes or backbone.
     """
     meta, state = read_weights(path)
-    for key, what in (("num_classes", "classes"), ("backbone", "backbone")):
+    for key, what in (
+        ("num_classes", "classes"),
+        ("backbone", "backbone"),
+        ("in_channels", "input channels"),
+    ):
         if getattr(meta, key) != getattr(model.meta, key):
             raise CheckpointError(
                 f"{path}: made for {what} {getattr(meta, key)} but this model "
@@ -103,6 +108,7 @@ def _model(config: TrainConfig, dataset: SegmentationDataset, say: Callable[[str
             geometry=config.geometry,
             at_once=config.at_once,
             pretrained_backbone=config.pretrained_backbone if start else False,
+            in_channels=dataset.in_channels,
         )
     except OSError as exc:
         if config.pretrained_backbone is not True or isinstance(exc, FileNotFoundError):
@@ -115,6 +121,8 @@ def _model(config: TrainConfig, dataset: SegmentationDataset, say: Callable[[str
     model.meta = model.meta.with_(
         classes=dataset.classes, palette=dataset.palette, ignore_index=dataset.ignore_index
     )
+    if start:
+        model.normalization = _measured_normalization(model, dataset, say)
     if config.init_from and start:
         n = init_from(model, config.init_from)
         say(f"initialised {n} of {len(model.state_dict())} tensors from {config.init_from}")
@@ -122,6 +130,36 @@ def _model(config: TrainConfig, dataset: SegmentationDataset, say: Callable[[str
         # Transfer learning: the backbone's features and statistics stay as they are.
         model.backbone.requires_grad_(False)
     return model
+
+
+# Images the statistics of input channels are measured on, spread over the training set.
+STATS_IMAGES = 64
+
+
+def _measured_normalization(
+    model: FCN, dataset: SegmentationDataset, say: Callable[[str], None]
+) -> Normalization:
+    """The normalisation for the training images, where the backbone's cannot know them.
+
+    The pretrained statistics are in 8-bit RGB units: 8-bit images keep them for their first
+    three channels and have only the channels past RGB (depth, infrared) measured; images of
+    wider samples (16-bit, float rasters) have every channel measured.
+    """
+    norm, channels = model.normalization, dataset.in_channels
+    if not len(dataset):
+        return norm
+    picks = np.linspace(0, len(dataset) - 1, min(STATS_IMAGES, len(dataset))).round()
+    images = [dataset.read_image(dataset.samples[int(i)][0]) for i in picks]
+    eight_bit = all(image.dtype == torch.uint8 for image in images)
+    if eight_bit and channels <= 3:
+        return norm
+    first = 3 if eight_bit else 0
+    mean, std = channel_stats(images, range(first, channels))
+    shown = ", ".join(f"{m:.4g}±{s:.3g}" for m, s in zip(mean, std, strict=True))
+    say(f"channels {first + 1}–{channels} normalised by {shown} (measured on {len(picks)} images)")
+    if eight_bit:
+        return norm.for_channels(channels, (mean, std))
+    return Normalization(mean, std, norm.bgr and channels >= 3)
 
 
 def _class_weights(
@@ -194,6 +232,11 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
     reading: dict[str, Any] = {"max_pixels": config.max_pixels} if config.max_pixels else {}
     reading.update(reader_options(config))
     train_set = build_dataset(config.dataset, config.root, config.train_split, **reading)
+    if config.jitter > 0 and train_set.in_channels != 3:
+        raise ConfigError(
+            f"--jitter changes colours and needs RGB images, but these have "
+            f"{train_set.in_channels} channels; drop --jitter"
+        )
     train_set.transform = train_transform(
         crop=config.crop,
         scale=config.scale,

@@ -84,3 +84,16 @@ def test_int8_is_calibrated_on_the_first_batch(exported):
         labels = predictor(image)
     assert predictor.precision == "int8" and 0.5 < predictor.agreement <= 1.0
     assert labels.shape == (2, 48, 64)
+
+
+def test_multiband_model_exports_with_float_input(tmp_path):
+    model = fcnseg.fcn8s(num_classes=3, backbone="timm:test_resnet", in_channels=5).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = export_onnx(model, tmp_path / "m.onnx")
+    assert all(r["agreement"] == 1.0 for r in report)
+    runner = OnnxModel(tmp_path / "m.onnx")
+    assert runner.meta.in_channels == 5
+    assert json.loads(runner.session.get_modelmeta().custom_metadata_map["fcnseg"])["input"] == (
+        "float32 N×5×H×W"
+    )

@@ -365,3 +365,55 @@ def test_median_frequency_weights_reach_the_loss(data, tmp_path) -> None:
     trainer = Trainer(cfg, Processes("cpu"))
     expected = median_frequency_weights(build_dataset("synthetic", data, "train"))
     assert torch.equal(trainer.run.loss.weight, expected) and expected.unique().numel() > 1
+
+
+def multiband_folder(root: Path, bands: int = 4) -> Path:
+    """A folder tree of 16-bit multi-band .npy rasters whose last band marks the class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("val", 2)):
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "masks").mkdir(parents=True)
+        for i in range(n):
+            mask = np.zeros((40, 44), np.uint8)
+            mask[8:30, 10:36] = 1
+            image = rng.integers(0, 3000, (40, 44, bands)).astype(np.uint16)
+            image[..., -1][mask == 1] += 4000
+            np.save(root / split / "images" / f"r{i}.npy", image)
+            Image.fromarray(mask).save(root / split / "masks" / f"r{i}.png")
+    (root / "classes.json").write_text('{"classes": ["ground", "field"]}')
+    return root
+
+
+def test_multiband_rasters_train_with_measured_statistics(tmp_path) -> None:
+    from fcnseg.data import build_dataset, channel_stats
+    from fcnseg.inference import Predictor
+
+    root = multiband_folder(tmp_path / "data")
+    cfg = config(root, tmp_path / "run", dataset="folder", in_channels=4, model="fcn32s")
+    run_training(cfg)
+    model = load_model(tmp_path / "run" / "best.safetensors")
+    assert model.meta.in_channels == 4
+    train_set = build_dataset("folder", root, "train", in_channels=4)
+    images = [train_set.read_image(path) for path, _ in train_set.samples]
+    # 16-bit bands: every channel standardised by its own statistics on the training images.
+    mean, std = channel_stats(images, range(4))
+    assert model.normalization.mean == pytest.approx(mean, rel=1e-12)
+    assert model.normalization.std == pytest.approx(std, rel=1e-12)
+    saved = model
+    raster = np.load(root / "val" / "images" / "r0.npy")
+    got = Predictor(saved, precision="fp32")(raster)
+    expected = saved.eval().predict(
+        torch.from_numpy(raster.astype(np.float32)).permute(2, 0, 1)[None]
+    )
+    assert torch.equal(got.long(), expected[0])
+    with pytest.raises(FcnsegError, match="has 3 channels but the model takes 4"):
+        Predictor(saved)(np.zeros((8, 8, 3), np.uint8))
+
+
+def test_jitter_needs_rgb(tmp_path) -> None:
+    root = multiband_folder(tmp_path / "data")
+    cfg = config(root, tmp_path / "run", dataset="folder", in_channels=4, jitter=0.2)
+    with pytest.raises(FcnsegError, match="--jitter changes colours and needs RGB"):
+        run_training(cfg)

@@ -35,7 +35,8 @@ class FolderDataset(SegmentationDataset):
     ``num_classes``; failing that it is inferred as one more than the largest label in the
     masks of every split under ``ROOT`` (ignore label 255 aside), so that a validation split
     lacking a class still agrees with the training split; this reads every mask once and needs
-    index masks.
+    index masks. Images have ``in_channels`` channels: 3 (RGB, the default), or any other count
+    for grey, RGB-D or multi-band images (PNG, TIFF, ``.npy``; :mod:`fcnseg.data.bands`).
     Classes then are named ``class_0``, ``class_1``, … and coloured with the VOC palette, which
     is also how colour-coded masks are then decoded.
     """
@@ -50,6 +51,7 @@ class FolderDataset(SegmentationDataset):
         max_pixels: int = MAX_PIXELS,
         label_map: str | dict | None = None,
         mask_pattern: str | None = None,
+        in_channels: int = 3,
     ) -> None:
         root = Path(root)
         description = root / "classes.json"
@@ -83,6 +85,7 @@ class FolderDataset(SegmentationDataset):
             transform=transform,
             max_pixels=max_pixels,
             label_map=mapping,
+            in_channels=in_channels,
         )
 
 

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
+import torch
 
 from ...errors import ConfigError, DataError
+from ..bands import read_bands
 from ..datasets import DATASETS, SegmentationDataset
-from ..decode import MAX_PIXELS, read_text
+from ..decode import MAX_PIXELS, check_same_size, read_text
 from ..labelmap import LabelMap
 from ..transforms import JointTransform
 from .pairing import pair_by_list
@@ -138,9 +140,16 @@ class _MatLabels(SegmentationDataset):
 class NYUDDataset(_MatLabels):
     """NYUDv2 as the FCN paper uses it (Gupta et al.'s 40 classes, 795 train / 654 test):
     ``ROOT/<split>.txt`` ids, images ``ROOT/data/images/img_<id>.png``, labels
-    ``ROOT/segmentation/img_<id>.mat`` (array ``segmentation``; 0 void, 1–40)."""
+    ``ROOT/segmentation/img_<id>.mat`` (array ``segmentation``; 0 void, 1–40).
+
+    ``modality`` picks the input of the paper's Table 5: ``rgb``; ``rgbd``, the early fusion
+    of colour and depth into 4 channels, depth ``ROOT/data/depth/img_<id>.png`` (16-bit) taken
+    as its logarithm as the authors' data layer does; or ``hha``, Gupta et al.'s depth
+    encoding ``ROOT/data/hha/img_<id>.png`` in place of colour.
+    """
 
     mat_key = "segmentation"
+    MODALITIES = {"rgb": 3, "rgbd": 4, "hha": 3}
 
     def __init__(
         self,
@@ -149,7 +158,11 @@ class NYUDDataset(_MatLabels):
         *,
         transform: JointTransform | None = None,
         max_pixels: int = MAX_PIXELS,
+        modality: str = "rgb",
     ) -> None:
+        if modality not in self.MODALITIES:
+            raise ConfigError(f"nyud modality must be rgb, rgbd or hha, not {modality!r}")
+        self.modality = modality
         root = Path(root)
         samples = pair_by_list(
             root / f"{split}.txt",
@@ -166,7 +179,21 @@ class NYUDDataset(_MatLabels):
             transform=transform,
             max_pixels=max_pixels,
             label_map=VOID_FIRST,
+            in_channels=self.MODALITIES[modality],
         )
+
+    def read_image(self, path: Path) -> torch.Tensor:
+        data = path.parent.parent  # ROOT/data/images/img_<id>.png
+        if self.modality == "hha":
+            return read_bands(data / "hha" / path.name, 3, max_pixels=self.max_pixels)
+        rgb = read_bands(path, 3, max_pixels=self.max_pixels)
+        if self.modality == "rgb":
+            return rgb
+        depth = read_bands(data / "depth" / path.name, 1, max_pixels=self.max_pixels).float()
+        check_same_size(rgb, depth[0], data / "depth" / path.name)
+        # Depth spans two orders of magnitude; its logarithm, as the authors' layer feeds it.
+        # Missing readings (0) are taken as the nearest measurable depth, 1.
+        return torch.cat([rgb.float(), depth.clamp_min(1).log()])
 
 
 @DATASETS.register("siftflow")

@@ -7,13 +7,14 @@ here) under ``@BACKBONES.register("name")``.
 """
 
 from . import modern, table1  # noqa: F401  (registers their builders)
-from .base import BACKBONES, Backbone, Pretrained, build_backbone, list_backbones
+from .base import BACKBONES, Backbone, Pretrained, adapt_input, build_backbone, list_backbones
 from .modern import efficientnet_lite0_imagenet
 
 __all__ = [
     "BACKBONES",
     "Backbone",
     "Pretrained",
+    "adapt_input",
     "build_backbone",
     "efficientnet_lite0_imagenet",
     "list_backbones",

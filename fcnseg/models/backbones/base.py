@@ -17,11 +17,18 @@ from torch import Tensor, nn
 
 from ...blocks.geometry import IDENTITY, Field, GeometryError, receptive_field
 from ...errors import CheckpointError, ConfigError
-from ..normalization import Normalization
+from ..normalization import MAX_CHANNELS, Normalization
 from ..registries import BACKBONES
 from ..weights import read_state_dict
 
-__all__ = ["BACKBONES", "Backbone", "Pretrained", "build_backbone", "list_backbones"]
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "Pretrained",
+    "adapt_input",
+    "build_backbone",
+    "list_backbones",
+]
 
 Pretrained = bool | str | Path
 GEOMETRIES = ("modern", "caffe")
@@ -45,6 +52,16 @@ class Backbone(nn.Sequential):
         self.taps = dict(sorted(taps.items()))
         self.normalization = normalization
         self.channels, self.min_size = self._probe()
+
+    @property
+    def first_conv(self) -> nn.Conv2d:
+        """The convolution that sees the image: the one :func:`adapt_input` widens."""
+        return next(m for m in self.modules() if isinstance(m, nn.Conv2d))
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of the images the backbone takes."""
+        return self.first_conv.in_channels
 
     def forward(self, x: Tensor) -> dict[int, Tensor]:
         wanted = {name: stride for stride, name in self.taps.items()}
@@ -84,7 +101,7 @@ class Backbone(nn.Sequential):
         try:
             for size in range(stride, 8 * stride + 1, stride):
                 try:
-                    feats = self(torch.zeros(1, 3, size, size))
+                    feats = self(torch.zeros(1, self.in_channels, size, size))
                 except RuntimeError:
                     continue  # too small for some layer's kernel
                 return {s: f.shape[1] for s, f in feats.items()}, size
@@ -94,16 +111,43 @@ class Backbone(nn.Sequential):
 
 
 def build_backbone(
-    name: str, *, geometry: str = "modern", pretrained: Pretrained = False
+    name: str, *, geometry: str = "modern", pretrained: Pretrained = False, in_channels: int = 3
 ) -> Backbone:
-    """A backbone by name: one of :func:`list_backbones` or ``"timm:<model name>"``."""
+    """A backbone by name: one of :func:`list_backbones` or ``"timm:<model name>"``, taking
+    images of ``in_channels`` channels (:func:`adapt_input`)."""
     if geometry not in GEOMETRIES:
         raise ConfigError(f"geometry must be 'modern' or 'caffe', not {geometry!r}")
-    if name.startswith("timm:"):
-        return BACKBONES["timm"](name[5:], geometry=geometry, pretrained=pretrained)
     if name == "timm":
         raise ConfigError("backbone 'timm' needs a model name: 'timm:<model name>'")
-    return BACKBONES[name](geometry=geometry, pretrained=pretrained)
+    if name.startswith("timm:"):
+        net = BACKBONES["timm"](name[5:], geometry=geometry, pretrained=pretrained)
+    else:
+        net = BACKBONES[name](geometry=geometry, pretrained=pretrained)
+    return adapt_input(net, in_channels)
+
+
+def adapt_input(backbone: Backbone, in_channels: int) -> Backbone:
+    """Widen (or narrow) the first convolution to ``in_channels`` input channels, in place.
+
+    The ImageNet filters are kept where they apply, as timm does for ``in_chans``
+    (``adapt_input_conv``): repeated over the new channels and scaled by 3/``in_channels``
+    so the first layer's response keeps its size; a grey image sums them. This is how the
+    paper's RGB-D net is initialised from an RGB one (§5, NYUDv2 early fusion).
+    """
+    from timm.models import adapt_input_conv
+
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int):
+        raise ConfigError(f"in_channels must be a whole number, not {in_channels!r}")
+    if not 1 <= in_channels <= MAX_CHANNELS:
+        raise ConfigError(f"in_channels must be in 1–{MAX_CHANNELS}, not {in_channels}")
+    conv = backbone.first_conv
+    if in_channels == conv.in_channels:
+        return backbone
+    weight = adapt_input_conv(in_channels, conv.weight.detach(), base_chans=conv.in_channels)
+    conv.weight = nn.Parameter(weight.contiguous())
+    conv.in_channels = in_channels
+    backbone.normalization = backbone.normalization.for_channels(in_channels)
+    return backbone
 
 
 def list_backbones() -> list[str]:
