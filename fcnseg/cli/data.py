@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument(
         "--modality", choices=["rgb", "rgbd", "hha"], help="NYUDv2 input, as for train"
     )
+    check.add_argument(
+        "--labels", choices=["semantic", "geometric"], help="SIFT Flow label set, as for train"
+    )
     check.add_argument("--json", metavar="FILE", help="also write the report as JSON")
 
 

@@ -62,6 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--modality", choices=["rgb", "rgbd", "hha"], help="NYUDv2 input, as in training"
     )
     parser.add_argument(
+        "--labels",
+        choices=["semantic", "geometric", "both"],
+        help="SIFT Flow label set, as in training (both: the two-headed net)",
+    )
+    parser.add_argument(
         "--skip-bad",
         action="store_true",
         help="check every sample first; skip and list the unreadable or "
@@ -114,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
         boundary=args.boundary,
     )
     print(f"{args.checkpoint} on {args.dataset} {args.split} ({result['images']} images)\n")
-    print(format_table(result, dataset.classes))
+    label_sets = dataset.heads or {"": dataset}
+    for name, part in (result.get("heads") or {"": result}).items():
+        print(f"head {name}\n" if name else "", end="")
+        print(format_table(part, label_sets[name].classes))
     if "boundary" in result:
         band = result["boundary"]
         print(
@@ -125,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         write_json(result, args.json)
     if args.plot:
         matrix = torch.tensor(result["confusion"])
-        atomic_write(args.plot, lambda tmp: plot_confusion(matrix, dataset.classes, tmp))
+        classes = next(iter(label_sets.values())).classes  # the (first) head's
+        atomic_write(args.plot, lambda tmp: plot_confusion(matrix, classes, tmp))
     report_skipped(skipped, listed=False)
     return 0

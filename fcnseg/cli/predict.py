@@ -33,7 +33,6 @@ from ..device import resolve_device
 from ..errors import DataError, FcnsegError
 from ..files import load
 from ..files.atomic import remove_stale
-from ..files.masks import palette_of
 from ..inference import Predictor, as_image_tensor
 from ..inference.backends import BACKENDS
 from ..inference.precision import PRECISIONS
@@ -166,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         batch_size=args.batch_size,
     )
-    writer = Writer(args.out, palette_of(predictor.meta), args.probabilities)
+    writer = Writer(args.out, predictor.meta, args.probabilities)
     names = output_names(paths)
     bad: list[tuple[Path, str]] = []
     tiled, channels = args.tile is not None, predictor.meta.in_channels

@@ -18,9 +18,10 @@ from ..data.bands import Raster, read_bands
 from ..data.decode import IMAGE_SUFFIXES, MAX_PIXELS, open_image, to_rgb_tensor
 from ..errors import ConfigError, DataError
 from ..files import atomic_write
-from ..files.masks import BAND_ROWS, display_rgb, mask_image, overlay
+from ..files.masks import BAND_ROWS, display_rgb, mask_image, overlay, palette_of
 from ..inference import Predictor
 from ..inference.tiling import AUTO_TILE_PIXELS
+from ..models import ModelMeta
 
 __all__ = [
     "TILED_MAX_PIXELS",
@@ -118,31 +119,47 @@ def read_image(
 
 
 class Writer:
-    """Writes the outputs of one image, each file atomically."""
+    """Writes the outputs of one image, each file atomically; for a net of several heads,
+    each head's as ``NAME_<head>…``."""
 
-    def __init__(self, out: Path, palette: np.ndarray, probabilities: str | None) -> None:
-        self.out, self.palette, self.probabilities = out, palette, probabilities
+    def __init__(self, out: Path, meta: ModelMeta, probabilities: str | None) -> None:
+        self.out, self.probabilities = out, probabilities
+        self.heads = [(name, meta.head(name) if name else meta) for name, _ in meta.head_slices()]
+
+    def _each(self, name: Path, mask: np.ndarray) -> Iterator[tuple[Path, np.ndarray, ModelMeta]]:
+        """Each head's base path, mask and metadata (a mask heads×H×W for several heads)."""
+        base = self.out / name
+        if len(self.heads) == 1:
+            yield base, mask, self.heads[0][1]
+            return
+        for (head, meta), part in zip(self.heads, mask, strict=True):
+            yield base.with_name(f"{base.name}_{head}"), part, meta
 
     def masks(self, name: Path, image: np.ndarray, mask: np.ndarray) -> None:
-        base = self.out / name
-        atomic_write(
-            base.with_name(base.name + ".png"),
-            lambda tmp: mask_image(mask, self.palette).save(tmp, format="PNG"),
-        )
+        for base, part, meta in self._each(name, mask):
+            palette = palette_of(meta)
+            atomic_write(
+                base.with_name(base.name + ".png"),
+                lambda tmp, m=part, p=palette: mask_image(m, p).save(tmp, format="PNG"),
+            )
         self.overlay(name, image, mask)
 
-    def geotiff(self, name: Path, mask: np.ndarray, raster: Raster, classes: list | None) -> None:
+    def geotiff(self, name: Path, mask: np.ndarray, raster: Raster) -> None:
         from ..files.geotiff import write_geotiff
 
-        base = self.out / name
-        write_geotiff(base.with_name(base.name + ".tif"), mask, raster, self.palette, classes)
+        for base, part, meta in self._each(name, mask):
+            path = base.with_name(base.name + ".tif")
+            write_geotiff(path, part, raster, palette_of(meta), meta.classes)
 
     def overlay(self, name: Path, image: np.ndarray, mask: np.ndarray) -> None:
-        base = self.out / name
-        atomic_write(
-            base.with_name(base.name + "_overlay.png"),
-            lambda tmp: overlay(display_rgb(image), mask, self.palette).save(tmp, format="PNG"),
-        )
+        shown = display_rgb(image)
+        for base, part, meta in self._each(name, mask):
+            palette = palette_of(meta)
+            atomic_write(
+                base.with_name(base.name + "_overlay.png"),
+                # overlay() blends in place: each head gets its own copy of the image.
+                lambda tmp, m=part, p=palette: overlay(shown.copy(), m, p).save(tmp, format="PNG"),
+            )
 
     def probability_file(self, name: Path) -> Path:
         base = self.out / name
@@ -158,7 +175,9 @@ def segment(
     if writer.probabilities is None:
         if not isinstance(image, Raster):
             return predictor(image).numpy()
-        mask = mask_memory(writer.out, name, size, predictor.label_dtype)
+        heads = len(predictor.meta.head_slices())
+        shape = tuple(size) if heads == 1 else (heads, *size)
+        mask = mask_memory(writer.out, shape, predictor.label_dtype)
         predictor(image, out=mask)
         return mask
     path = writer.probability_file(name)
@@ -173,12 +192,17 @@ def segment(
 
         atomic_write(path, write)
         probs = np.load(path, mmap_mode="r")
-        return np.concatenate(
-            [
-                probs[:, top : top + BAND_ROWS].argmax(0).astype(np.uint8)
-                for top in range(0, probs.shape[1], BAND_ROWS)
-            ]
-        )
+        parts = [part for _, part in predictor.meta.head_slices()]
+        masks = [
+            np.concatenate(
+                [
+                    probs[part, top : top + BAND_ROWS].argmax(0).astype(np.uint8)
+                    for top in range(0, probs.shape[1], BAND_ROWS)
+                ]
+            )
+            for part in parts
+        ]
+        return masks[0] if len(masks) == 1 else np.stack(masks)
     from safetensors.torch import save_file
 
     probs = predictor.probabilities(image, dtype=torch.float16)
@@ -188,20 +212,21 @@ def segment(
             {"probabilities": probs}, str(tmp), metadata={"classes": str(predictor.num_classes)}
         ),
     )
-    return probs.argmax(0).to(predictor.label_dtype).numpy()
+    masks = [probs[part].argmax(0) for _, part in predictor.meta.head_slices()]
+    return (masks[0] if len(masks) == 1 else torch.stack(masks)).to(predictor.label_dtype).numpy()
 
 
-def mask_memory(out: Path, name: Path, size: tuple[int, int], dtype: torch.dtype) -> np.ndarray:
+def mask_memory(out: Path, shape: tuple[int, ...], dtype: torch.dtype) -> np.ndarray:
     """Room for one mask: in memory, or for a raster of more than AUTO_TILE_PIXELS pixels a
     memory map on an unnamed temporary file in the output folder (gone with the process,
     even a killed one)."""
     kind = np.uint8 if dtype == torch.uint8 else np.int64
-    if size[0] * size[1] <= AUTO_TILE_PIXELS:
-        return np.empty(size, dtype=kind)
+    if shape[-2] * shape[-1] <= AUTO_TILE_PIXELS:
+        return np.empty(shape, dtype=kind)
     out.mkdir(parents=True, exist_ok=True)
     # Not a context manager: the map keeps the file for as long as the mask lives.
     handle = tempfile.TemporaryFile(dir=out)  # noqa: SIM115
-    return np.memmap(handle, dtype=kind, mode="w+", shape=size)
+    return np.memmap(handle, dtype=kind, mode="w+", shape=shape)
 
 
 def segment_raster(
@@ -212,7 +237,7 @@ def segment_raster(
     channels = predictor.meta.in_channels
     with Raster(path, channels, max_pixels=max_pixels or TILED_MAX_PIXELS) as raster:
         mask = segment(predictor, raster, writer, name)
-        writer.geotiff(name, mask, raster, list(predictor.meta.classes or []) or None)
+        writer.geotiff(name, mask, raster)
         if raster.shape[1] * raster.shape[2] <= AUTO_TILE_PIXELS:
             writer.overlay(name, raster.read().permute(1, 2, 0).numpy(), np.asarray(mask))
 

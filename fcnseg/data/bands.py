@@ -32,7 +32,7 @@ __all__ = [
     "channel_stats",
     "georeferenced",
     "has_rasterio",
-    "image_size",
+    "image_header",
     "read_bands",
 ]
 
@@ -104,17 +104,18 @@ def as_bands(array: np.ndarray, channels: int, source: str) -> Tensor:
     return out
 
 
-def image_size(path: Path, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
-    """``(width, height)`` of an image file of any supported kind, from its header."""
+def image_header(path: Path, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int, int]:
+    """``(width, height, channels)`` of an image file of any supported kind, from its header."""
     suffix = path.suffix.lower()
     if suffix == ".npy":
         array = _load_npy(path, max_pixels)
-        return array.shape[1], array.shape[0]
+        return array.shape[1], array.shape[0], array.shape[2] if array.ndim == 3 else 1
     if suffix in RASTER_SUFFIXES and has_rasterio():
         with _open_raster(path, max_pixels) as src:
-            return src.width, src.height
+            return src.width, src.height, src.count
     with open_image(path, max_pixels=max_pixels) as image:
-        return image.size
+        channels = 1 if image.mode.startswith("I") else len(image.getbands())
+        return (*image.size, channels)
 
 
 def _load_npy(path: Path, max_pixels: int) -> np.ndarray:

@@ -56,3 +56,5 @@ def drop_samples(dataset: SegmentationDataset, bad: dict[int, str]) -> None:
             f"(first: {bad[min(bad)]})"
         )
     dataset.samples = [s for i, s in enumerate(dataset.samples) if i not in bad]
+    for head in (dataset.heads or {}).values():  # the label sets keep the images' order
+        head.samples = [s for i, s in enumerate(head.samples) if i not in bad]

@@ -62,6 +62,10 @@ class SegmentationDataset(Dataset):
     transforms. ``transform(image, mask)`` is a joint transform returning the pair
     (``None``: the tensors as read). Images are read with ``in_channels`` channels
     (:func:`~.bands.read_bands`).
+
+    A dataset of several label sets for one image (the paper's SIFT Flow: semantic and
+    geometric) has ``heads``, each label set as a dataset of its own over the same images in
+    the same order; its masks are theirs stacked, K×H×W, and its classes theirs in turn.
     """
 
     classes: list[str]
@@ -69,6 +73,7 @@ class SegmentationDataset(Dataset):
     ignore_index: int
     ignore_color: Color | None  # the RGB of ignored pixels in colour-coded masks
     samples: list[tuple[Path, Path]]
+    heads: dict[str, SegmentationDataset] | None = None
 
     def __init__(
         self,
@@ -116,7 +121,10 @@ class SegmentationDataset(Dataset):
         return read_bands(path, self.in_channels, max_pixels=self.max_pixels)
 
     def load_mask(self, index: int) -> torch.Tensor:
-        """The checked int64 H×W labels of sample ``index``, without reading its image."""
+        """The checked int64 H×W labels of sample ``index`` (K×H×W for K heads), without
+        reading its image."""
+        if self.heads:
+            return torch.stack([head.load_mask(index) for head in self.heads.values()])
         mask_path = self.samples[index][1]
         labels = self.read_labels(mask_path)
         if self.label_map is not None:
@@ -136,7 +144,14 @@ class SegmentationDataset(Dataset):
 
 
 #: The reader options a user may set by name (flags, YAML): passed to the readers that have them.
-READER_OPTIONS = ("label_map", "mask_pattern", "categories", "in_channels", "modality")
+READER_OPTIONS = (
+    "label_map",
+    "mask_pattern",
+    "categories",
+    "in_channels",
+    "modality",
+    "labels",
+)
 
 
 def reader_options(values: object) -> dict[str, Any]:

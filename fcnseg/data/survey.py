@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import DataError
 from .balance import label_space_problems
-from .bands import image_size
+from .bands import image_header
 from .datasets import SegmentationDataset, build_dataset
 from .decode import check_labels
 
@@ -39,7 +39,13 @@ def _sample(dataset: SegmentationDataset, index: int) -> tuple[dict[str, Any], s
     image_path, mask_path = dataset.samples[index]
     facts: dict[str, Any] = {"image": str(image_path), "mask": str(mask_path)}
     try:
-        facts["size"] = image_size(image_path, max_pixels=dataset.max_pixels)
+        *size, channels = image_header(image_path, max_pixels=dataset.max_pixels)
+        facts["size"] = tuple(size)
+        if dataset.in_channels != 3 and channels != dataset.in_channels:
+            return facts, (
+                f"{image_path}: image has {channels} channels but in_channels is "
+                f"{dataset.in_channels}; pass --in-channels {channels}, or fix the image"
+            )
         stored = dataset.read_labels(mask_path)
         facts["stored"] = Counter(dict(zip(*np.unique(stored, return_counts=True), strict=True)))
         if stored.shape[::-1] != tuple(facts["size"]):

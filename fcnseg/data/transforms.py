@@ -90,8 +90,8 @@ def collate_pad(
     """Stack (image, mask) pairs of different sizes, padding at the bottom and right.
 
     Images are padded with 0 and masks with ``ignore_index``; returns plain tensors,
-    images N×C×H×W (uint8, or float32 if any image is) and masks int64 N×H×W at the largest
-    height and width in the batch.
+    images N×C×H×W (uint8, or float32 if any image is) and masks int64 N×H×W (N×K×H×W for K
+    label sets) at the largest height and width in the batch.
     For a ``DataLoader``: ``collate_fn=functools.partial(collate_pad, ignore_index=...)``.
     """
     height = max(image.shape[-2] for image, _ in batch)
@@ -99,9 +99,10 @@ def collate_pad(
     channels = batch[0][0].shape[0]
     dtype = torch.uint8 if all(i.dtype == torch.uint8 for i, _ in batch) else torch.float32
     images = torch.zeros(len(batch), channels, height, width, dtype=dtype)
-    masks = torch.full((len(batch), height, width), ignore_index, dtype=torch.int64)
+    heads = tuple(batch[0][1].shape[:-2])  # K for masks of K label sets
+    masks = torch.full((len(batch), *heads, height, width), ignore_index, dtype=torch.int64)
     for i, (image, mask) in enumerate(batch):
         h, w = image.shape[-2:]
         images[i, :, :h, :w] = image
-        masks[i, :h, :w] = mask
+        masks[i, ..., :h, :w] = mask
     return images, masks

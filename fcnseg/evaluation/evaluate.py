@@ -25,7 +25,7 @@ from ..data import SegmentationDataset, collate_pad
 from ..device import autocast, resolve_device
 from ..errors import FcnsegError
 from ..files.atomic import atomic_write
-from ..models import FCN
+from ..models import FCN, HeadView
 from .metrics import METRICS, ConfusionMatrix
 
 __all__ = ["as_json", "boundary_band", "confusion", "evaluate", "write_json"]
@@ -142,7 +142,7 @@ def summarize(matrix: ConfusionMatrix, classes: list[str]) -> dict[str, Any]:
 
 
 def evaluate(
-    model: FCN,
+    model: FCN | HeadView,
     dataset: SegmentationDataset,
     *,
     batch_size: int = 1,
@@ -168,10 +168,32 @@ def evaluate(
         ``pixel_acc``, ``mean_acc``, ``mean_iu``, ``fw_iu``, ``per_class_iu``,
         ``per_class_acc``, ``classes``, ``confusion`` (rows truth, columns prediction),
         ``images``, and with ``boundary`` a ``boundary`` dict of the same scores plus ``width``.
+        For a net of several heads, ``heads`` holds each head's result, and the top level
+        repeats the first head's.
 
     Raises:
         FcnsegError: the model scores another number of classes than the dataset has.
     """
+    options: dict[str, Any] = dict(
+        batch_size=batch_size, workers=workers, amp=amp, channels_last=channels_last
+    )
+    heads = [name for name, _ in model.meta.head_slices()]
+    if model.meta.heads or dataset.heads:
+        mine = {n: d.num_classes for n, d in (dataset.heads or {}).items()}
+        if dict(model.meta.heads or {}) != mine:
+            raise FcnsegError(
+                f"the model's heads {dict(model.meta.heads or {}) or 'none'} differ from the "
+                f"dataset's label sets {mine or 'none'}; read the dataset as in training "
+                "(for siftflow, --labels both)"
+            )
+        # Each head scored on its own label set, as the paper reports SIFT Flow's (Table 6).
+        results = {
+            name: evaluate(
+                model.head(name), dataset.heads[name], device=device, boundary=boundary, **options
+            )
+            for name in heads
+        }
+        return {**results[heads[0]], "heads": results}
     if model.num_classes != dataset.num_classes:
         raise FcnsegError(
             f"the model scores {model.num_classes} classes but the dataset has "
@@ -190,12 +212,9 @@ def evaluate(
         dataset,
         num_classes=dataset.num_classes,
         ignore_index=dataset.ignore_index,
-        batch_size=batch_size,
-        workers=workers,
         device=device,
-        amp=amp,
-        channels_last=channels_last,
         boundary=boundary,
+        **options,
     )
     result = {**summarize(whole, dataset.classes), "images": len(dataset)}
     if band is not None:
@@ -227,6 +246,8 @@ def as_json(result: dict[str, Any]) -> dict[str, Any]:
         "per_class": per_class,
         **{k: v for k, v in result.items() if k not in (*METRICS, "per_class_iu", "per_class_acc")},
     }
+    if "heads" in result:
+        out["heads"] = {name: as_json(r) for name, r in result["heads"].items()}
     return _finite(out)
 
 

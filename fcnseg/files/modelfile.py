@@ -68,14 +68,17 @@ def _metadata(path: str | Path, header: dict[str, str]) -> ModelMeta:
     meta = ModelMeta.from_json(data, source=str(path))
     # The class count sizes the score layers: check it against the weights before anything is
     # built, so that a damaged count is one line, not an allocation of its size.
-    key = "model/score_fr.weight" if TRAIN_KEY in header else "score_fr.weight"
-    shape = tensor_shape(path, key)
-    if shape is None or shape[0] != meta.num_classes:
-        found = "no score_fr.weight" if shape is None else f"score_fr.weight for {shape[0]}"
-        raise CheckpointError(
-            f"{path}: its metadata says {meta.num_classes} classes but the "
-            f"file holds {found}; the file is damaged: save it again"
-        )
+    prefix = "model/" if TRAIN_KEY in header else ""
+    for name, part in meta.head_slices():
+        key = f"score_fr_{name}.weight" if name else "score_fr.weight"
+        shape = tensor_shape(path, prefix + key)
+        count = part.stop - part.start
+        if shape is None or shape[0] != count:
+            found = f"no {key}" if shape is None else f"{key} for {shape[0]}"
+            raise CheckpointError(
+                f"{path}: its metadata says {count} classes but the "
+                f"file holds {found}; the file is damaged: save it again"
+            )
     return meta
 
 
@@ -97,7 +100,7 @@ def rebuild(meta: ModelMeta, state: dict[str, Tensor], path: str | Path) -> FCN:
     """The FCN that ``meta`` describes, with ``state`` loaded."""
     model = build_fcn(
         meta.variant,
-        num_classes=meta.num_classes,
+        num_classes=dict(meta.heads) if meta.heads else meta.num_classes,
         backbone=meta.backbone,
         geometry=meta.geometry,
         at_once=meta.at_once,

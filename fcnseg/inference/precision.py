@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .outputs import Output
+
 __all__ = [
     "AGREEMENT",
     "CALIBRATION_SIZE",
@@ -165,9 +167,11 @@ def calibrate(backend: Any, batch: Tensor, candidates: Sequence[str]) -> Calibra
     x = x[..., top : top + CALIBRATION_SIZE, left : left + CALIBRATION_SIZE]
     span = (0, x.shape[-2]), (0, x.shape[-1])
 
+    kind = Output.of_model(backend.meta)
+
     def labels(precision: str) -> Tensor:
         bands = backend.scores(x, *span, precision)
-        return torch.cat([s.max(1).indices for s in bands], -2).cpu()
+        return torch.cat([kind.of(s) for s in bands], -2).cpu()
 
     forced = tuple(candidates) == ("int8",)
     with torch.inference_mode():

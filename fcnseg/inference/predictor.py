@@ -124,7 +124,7 @@ class Predictor:
 
     @property
     def label_dtype(self) -> torch.dtype:
-        return Output(self.num_classes).label_dtype
+        return Output.of_model(self.meta).label_dtype
 
     # -- calibration
 
@@ -168,7 +168,7 @@ class Predictor:
         return self._apply(images, out, probabilities=True, dtype=dtype)
 
     def _apply(self, images, out, *, probabilities: bool, dtype: torch.dtype = torch.float32):
-        kind = Output(self.num_classes, probabilities, dtype)
+        kind = Output.of_model(self.meta, probabilities, dtype)
         batch = isinstance(images, Tensor) and images.ndim == 4
         if out is not None and (batch or isinstance(images, (list, tuple))):
             raise ConfigError("out= takes one image at a time")

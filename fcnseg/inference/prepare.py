@@ -143,14 +143,16 @@ class Upsampling:
     @classmethod
     def of(cls, model: FCN) -> Upsampling | None:
         """The model's final upsampling, or ``None`` if it is not a separable fixed one."""
-        final = getattr(model, model.final)
-        if not isinstance(final, FixedUpsample) or not isinstance(model.score, Crop):
+        # Every head has the same final upsampling and crop: the first stands for all.
+        final = getattr(model, model.final + model.suffixes[0])
+        crop = getattr(model, "score" + model.suffixes[0])
+        if not isinstance(final, FixedUpsample) or not isinstance(crop, Crop):
             return None
         kernel = final.weight.detach().double().cpu()
         ramp = kernel[0, 0].sum(1) / kernel[0, 0].sum().sqrt()
         if not torch.allclose(kernel, torch.outer(ramp, ramp).expand_as(kernel), atol=1e-6):
             return None
-        return cls(tuple(ramp.tolist()), final.factor, final.padding, model.score.offset)
+        return cls(tuple(ramp.tolist()), final.factor, final.padding, crop.offset)
 
     def matrix(self, coarse: int, start: int, stop: int, device: torch.device) -> Tensor:
         """Rows ``start:stop`` of the output (in input pixels) from ``coarse`` positions."""
@@ -185,8 +187,9 @@ def prepare_network(
     fold_batchnorm(net.backbone)
     up = Upsampling.of(net)
     if up is not None:  # the model returns coarse scores; the Upsampling does the rest
-        setattr(net, net.final, nn.Identity())
-        net.score = CoarseScores()
+        for suffix in net.suffixes:
+            setattr(net, net.final + suffix, nn.Identity())
+            setattr(net, "score" + suffix, CoarseScores())
     if precision != "fp32":
         net.backbone = _LowPrecision(net.backbone, DTYPES[precision])
     net = net.to(device, memory_format=torch.channels_last)

@@ -11,7 +11,7 @@ Owns: network construction. May import: :mod:`fcnseg.blocks`, the registry and e
 
 from .backbones import BACKBONES, Backbone, adapt_input, build_backbone, list_backbones
 from .builders import MODELS, build_fcn, fcn8s, fcn16s, fcn32s, list_models
-from .fcn import FCN, Crop, output_field, pad_to_stride, tap_name
+from .fcn import FCN, Crop, HeadView, output_field, pad_to_stride, tap_name
 from .meta import ModelMeta
 from .normalization import Normalization
 
@@ -21,6 +21,7 @@ __all__ = [
     "MODELS",
     "Backbone",
     "Crop",
+    "HeadView",
     "ModelMeta",
     "Normalization",
     "adapt_input",

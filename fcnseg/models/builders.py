@@ -3,10 +3,12 @@ function per variant, keyword-only arguments, registered by name in :data:`MODEL
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..errors import ConfigError
 from .backbones import Pretrained, build_backbone
 from .fcn import FCN
-from .meta import MAX_CLASSES, ModelMeta
+from .meta import MAX_CLASSES, ModelMeta, check_heads
 from .registries import MODELS
 
 __all__ = ["MODELS", "build_fcn", "fcn8s", "fcn16s", "fcn32s", "list_models"]
@@ -16,14 +18,20 @@ def _build(
     variant: str,
     skips: tuple[int, ...],
     *,
-    num_classes: int,
+    num_classes: int | Mapping[str, int],
     backbone: str,
     geometry: str,
     pretrained_backbone: Pretrained,
     at_once: bool,
     in_channels: int,
 ) -> FCN:
-    if (
+    heads = None
+    if isinstance(num_classes, Mapping):
+        heads = tuple(num_classes.items())
+        problem = check_heads(heads)
+        if problem:
+            raise ConfigError(f"num_classes: {problem}, e.g. {{'sem': 33, 'geo': 3}}")
+    elif (
         isinstance(num_classes, bool)
         or not isinstance(num_classes, int)
         or not 1 <= num_classes <= MAX_CLASSES
@@ -38,9 +46,10 @@ def _build(
         variant=variant,
         backbone=backbone,
         geometry=geometry,
-        num_classes=num_classes,
+        num_classes=sum(num_classes.values()) if heads else num_classes,
         normalization=net.normalization,
         at_once=at_once,
+        heads=heads,
     )
     return FCN(
         net, num_classes=num_classes, skips=skips, geometry=geometry, at_once=at_once, meta=meta
@@ -50,7 +59,7 @@ def _build(
 @MODELS.register("fcn32s")
 def fcn32s(
     *,
-    num_classes: int,
+    num_classes: int | Mapping[str, int],
     backbone: str = "vgg16",
     geometry: str = "modern",
     pretrained_backbone: Pretrained = False,
@@ -60,7 +69,8 @@ def fcn32s(
     """FCN-32s: class scores on the deepest layer, upsampled 32× (§4.1).
 
     Args:
-        num_classes: number of classes.
+        num_classes: number of classes; or, for a net of several heads, each head's name and
+            class count (``{"sem": 33, "geo": 3}``: the paper's SIFT Flow net, §5).
         backbone: a name of :func:`fcnseg.list_backbones` (``"vgg16"``, ``"alexnet"``,
             ``"googlenet"``, ``"resnet50"``, ``"efficientnet_lite0"``) or
             ``"timm:<model name>"``.
@@ -89,7 +99,7 @@ def fcn32s(
 @MODELS.register("fcn16s")
 def fcn16s(
     *,
-    num_classes: int,
+    num_classes: int | Mapping[str, int],
     backbone: str = "vgg16",
     geometry: str = "modern",
     pretrained_backbone: Pretrained = False,
@@ -113,7 +123,7 @@ def fcn16s(
 @MODELS.register("fcn8s")
 def fcn8s(
     *,
-    num_classes: int,
+    num_classes: int | Mapping[str, int],
     backbone: str = "vgg16",
     geometry: str = "modern",
     pretrained_backbone: Pretrained = False,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +31,7 @@ from .backbones import Backbone
 from .meta import ModelMeta
 from .normalization import Normalization
 
-__all__ = ["FCN", "output_field", "pad_to_stride"]
+__all__ = ["FCN", "HeadView", "output_field", "pad_to_stride"]
 
 # PAMI §4.3, "all at once": the pool4 and pool3 taps are scaled down before scoring so that
 # the deep scores dominate at the start, as staged training would have them.
@@ -123,7 +123,11 @@ class FCN(nn.Module):
 
     Args:
         backbone: the convolutionalized classification net with its taps.
-        num_classes: number of classes scored.
+        num_classes: number of classes scored; or, for a net with several heads (the paper's
+            SIFT Flow net scores semantic and geometric classes from one backbone), each
+            head's name and class count, ``{"sem": 33, "geo": 3}``. Each head is a score path
+            of its own, its layers named with the head's suffix (``score_fr_sem``…), and the
+            output holds the heads' scores one after the other.
         skips: strides of the taps fused, coarse to fine: ``()`` FCN-32s, ``(16,)`` FCN-16s,
             ``(16, 8)`` FCN-8s.
         geometry: ``"caffe"`` (the reference nets) or ``"modern"``.
@@ -136,7 +140,7 @@ class FCN(nn.Module):
         self,
         backbone: Backbone,
         *,
-        num_classes: int,
+        num_classes: int | Mapping[str, int],
         skips: Sequence[int],
         geometry: str,
         at_once: bool = False,
@@ -144,42 +148,53 @@ class FCN(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.num_classes, self.geometry = num_classes, geometry
+        heads = dict(num_classes) if isinstance(num_classes, Mapping) else {"": num_classes}
+        self.num_classes, self.geometry = sum(heads.values()), geometry
         self.skips = tuple(skips)
         self.skip_scale = {s: AT_ONCE_SCALE.get(s, 1.0) if at_once else 1.0 for s in self.skips}
         self.meta = meta or ModelMeta(
             variant=f"fcn{min(self.skips, default=32)}s",
             backbone="custom",
             geometry=geometry,
-            num_classes=num_classes,
+            num_classes=self.num_classes,
             normalization=backbone.normalization,
             at_once=at_once,
+            heads=None if "" in heads else tuple(heads.items()),
         )
-        self.score_fr = self._score(backbone.channels[32])
+        # Layer-name suffixes, one per head: "" for a net of one head, "_sem"… otherwise.
+        self.suffixes = [f"_{name}" if name else "" for name in heads]
+        for suffix, count in zip(self.suffixes, heads.values(), strict=True):
+            self._score_path(suffix, count)
+        # Without the 100-pixel pad, inputs are padded to whole output strides instead.
+        self.pad_to = 1 if geometry == "caffe" else max(backbone.taps)
+
+    def _score_path(self, suffix: str, num_classes: int) -> None:
+        """One head's layers: ``score_fr``, and per tap ``upscore``, ``score_pool`` and
+        ``fuse_pool``, then the final upsampling and crop, each name ending in ``suffix``."""
+        backbone, geometry = self.backbone, self.geometry
+        self.add_module(f"score_fr{suffix}", self._score(backbone.channels[32], num_classes))
         stride, field = 32, backbone.field(32)  # the 1×1 scores keep the deepest tap's field
-        self.upscores: list[str] = []
+        self.upscores: list[str] = []  # base names, the same for every head
         for i, s in enumerate(self.skips):
             name = "upscore2" if i == 0 else f"upscore_{tap_name(stride)}"
             tap = backbone.field(s)
             kernel, padding = _upsampling(field, tap, stride // s, geometry)
-            self.add_module(
-                name,
-                learned_upsample(num_classes, factor=stride // s, kernel=kernel, padding=padding),
+            layer = learned_upsample(
+                num_classes, factor=stride // s, kernel=kernel, padding=padding
             )
-            field = field.then(layer_field(getattr(self, name)))
-            self.add_module(f"score_{tap_name(s)}", self._score(backbone.channels[s]))
-            self.add_module(f"fuse_{tap_name(s)}", Fuse(_offset(tap, field)))
+            self.add_module(name + suffix, layer)
+            field = field.then(layer_field(layer))
+            self.add_module(
+                f"score_{tap_name(s)}{suffix}", self._score(backbone.channels[s], num_classes)
+            )
+            self.add_module(f"fuse_{tap_name(s)}{suffix}", Fuse(_offset(tap, field)))
             self.upscores.append(name)
             stride = s
         self.final = "upscore" if not self.skips else f"upscore{stride}"
         kernel, padding = _upsampling(field, IDENTITY, stride, geometry)
-        self.add_module(
-            self.final, FixedUpsample(num_classes, factor=stride, kernel=kernel, padding=padding)
-        )
-        field = field.then(getattr(self, self.final).field)
-        self.score = Crop(_offset(field, IDENTITY))
-        # Without the 100-pixel pad, inputs are padded to whole output strides instead.
-        self.pad_to = 1 if geometry == "caffe" else max(backbone.taps)
+        final = FixedUpsample(num_classes, factor=stride, kernel=kernel, padding=padding)
+        self.add_module(self.final + suffix, final)
+        self.add_module(f"score{suffix}", Crop(_offset(field.then(final.field), IDENTITY)))
 
     @property
     def normalization(self) -> Normalization:
@@ -190,43 +205,87 @@ class FCN(nn.Module):
     def normalization(self, value: Normalization) -> None:
         self.meta = dataclasses.replace(self.meta, normalization=value)
 
-    def _score(self, channels: int) -> nn.Conv2d:
+    @staticmethod
+    def _score(channels: int, num_classes: int) -> nn.Conv2d:
         # Zero-initialised (§4.2): a new score layer starts by adding nothing, so adding a skip
         # to a trained coarser net leaves its output unchanged at first.
-        layer = nn.Conv2d(channels, self.num_classes, 1)
+        layer = nn.Conv2d(channels, num_classes, 1)
         nn.init.zeros_(layer.weight)
         nn.init.zeros_(layer.bias)
         return layer
 
     @property
     def crops(self) -> dict[str, int]:
-        """Crop offsets by layer name, computed from the geometry (``fuse_pool4``…, ``score``)."""
+        """Crop offsets by layer name, computed from the geometry (``fuse_pool4``…, ``score``).
+        Every head has the same geometry: these are the first head's."""
+        suffix = self.suffixes[0]
         out = {
-            f"fuse_{tap_name(s)}": getattr(self, f"fuse_{tap_name(s)}").offset for s in self.skips
+            f"fuse_{tap_name(s)}": getattr(self, f"fuse_{tap_name(s)}{suffix}").offset
+            for s in self.skips
         }
-        out["score"] = self.score.offset
+        out["score"] = getattr(self, f"score{suffix}").offset
         return out
 
     def forward(self, x: Tensor) -> Tensor:
         """Scores N×num_classes×H×W for a normalised batch N×C×H×W (C = ``meta.in_channels``),
-        for any H, W ≥ 1."""
+        for any H, W ≥ 1; with several heads, theirs one after the other."""
         height, width = x.shape[-2:]
         if self.pad_to > 1:
             x = pad_to_stride(x, self.pad_to, self.backbone.min_size)
         feats = self.backbone(x)
-        scores = self.score_fr(feats[32])
+        outs = [self._head(feats, suffix, height, width) for suffix in self.suffixes]
+        return outs[0] if len(outs) == 1 else torch.cat(outs, 1)
+
+    def _head(self, feats: dict[int, Tensor], suffix: str, height: int, width: int) -> Tensor:
+        scores = getattr(self, f"score_fr{suffix}")(feats[32])
         for s, up in zip(self.skips, self.upscores, strict=True):
             name = tap_name(s)
             tap = feats[s] if self.skip_scale[s] == 1.0 else feats[s] * self.skip_scale[s]
-            scores = getattr(self, f"fuse_{name}")(
-                getattr(self, up)(scores), getattr(self, f"score_{name}")(tap)
+            scores = getattr(self, f"fuse_{name}{suffix}")(
+                getattr(self, up + suffix)(scores), getattr(self, f"score_{name}{suffix}")(tap)
             )
-        return self.score(getattr(self, self.final)(scores), height, width)
+        return getattr(self, f"score{suffix}")(
+            getattr(self, self.final + suffix)(scores), height, width
+        )
+
+    def head(self, name: str) -> HeadView:
+        """Head ``name`` of a net of several heads, as a model of its own (sharing weights)."""
+        return HeadView(self, name)
 
     @torch.no_grad()
     def predict(self, images: Tensor) -> Tensor:
-        """Class indices N×H×W for a batch N×C×H×W in the pixels' units (uint8 0–255 RGB)."""
-        return self(self.normalization(images)).argmax(1)
+        """Class indices N×H×W for a batch N×C×H×W in the pixels' units (uint8 0–255 RGB);
+        N×heads×H×W for a net of several heads."""
+        scores = self(self.normalization(images))
+        labels = [scores[:, part].argmax(1) for _, part in self.meta.head_slices()]
+        return labels[0] if len(labels) == 1 else torch.stack(labels, 1)
+
+
+class HeadView(nn.Module):
+    """One head of a net of several heads: the net's scores for that head's classes only,
+    with that head's metadata, so that scoring code written for one head serves each."""
+
+    def __init__(self, model: FCN, name: str) -> None:
+        super().__init__()
+        parts = dict(model.meta.head_slices())
+        if name not in parts:
+            raise KeyError(f"no head {name!r}; the heads are {', '.join(parts)}")
+        self.model, self.name, self.part = model, name, parts[name]
+
+    @property
+    def meta(self) -> ModelMeta:
+        return self.model.meta.head(self.name)
+
+    @property
+    def normalization(self) -> Normalization:
+        return self.model.normalization
+
+    @property
+    def num_classes(self) -> int:
+        return self.part.stop - self.part.start
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)[:, self.part]
 
 
 def output_field(model: FCN) -> float:
@@ -236,6 +295,7 @@ def output_field(model: FCN) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # an unknown field is reported as infinite
         field = model.backbone.field(32)
+    suffix = model.suffixes[0]
     for name in model.upscores:
-        field = field.then(layer_field(getattr(model, name)))
-    return field.then(getattr(model, model.final).field).size
+        field = field.then(layer_field(getattr(model, name + suffix)))
+    return field.then(getattr(model, model.final + suffix).field).size

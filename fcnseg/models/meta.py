@@ -8,7 +8,9 @@ is one clear line, never a ``KeyError`` or a 12 GB allocation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -17,7 +19,7 @@ from ..errors import CheckpointError
 from .normalization import Normalization
 from .registries import BACKBONES, MODELS
 
-__all__ = ["MAX_CLASSES", "ModelMeta"]
+__all__ = ["MAX_CLASSES", "ModelMeta", "check_heads"]
 
 Color = tuple[int, int, int]
 # More classes than any segmentation benchmark has (ADE20K-full: 3688); a file claiming more
@@ -40,6 +42,9 @@ class ModelMeta:
         classes: class names, one per class, or ``None``.
         palette: one RGB colour per class, or ``None``.
         ignore_index: the label of ignored pixels in the training data, or ``None``.
+        heads: for a net with several score paths (the paper's two-headed SIFT Flow net), each
+            path's name and class count, in output order; ``None`` for one. ``num_classes`` is
+            then their sum, and ``classes`` and ``palette`` are the heads' in turn.
         extra: anything else JSON-serialisable (training scores, epoch, step).
     """
 
@@ -52,7 +57,29 @@ class ModelMeta:
     classes: tuple[str, ...] | None = None
     palette: tuple[Color, ...] | None = None
     ignore_index: int | None = None
+    heads: tuple[tuple[str, int], ...] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def head_slices(self) -> list[tuple[str, slice]]:
+        """Each head's name and its channels of the output (one unnamed head if not several)."""
+        if self.heads is None:
+            return [("", slice(0, self.num_classes))]
+        out, start = [], 0
+        for name, count in self.heads:
+            out.append((name, slice(start, start + count)))
+            start += count
+        return out
+
+    def head(self, name: str) -> ModelMeta:
+        """The metadata of head ``name`` alone: its class count, names and colours."""
+        part = dict(self.head_slices())[name]
+        return dataclasses.replace(
+            self,
+            num_classes=part.stop - part.start,
+            classes=self.classes[part] if self.classes else None,
+            palette=self.palette[part] if self.palette and len(self.palette) >= part.stop else None,
+            heads=None,
+        )
 
     @property
     def in_channels(self) -> int:
@@ -76,6 +103,7 @@ class ModelMeta:
         out["normalization"] = self.normalization.to_dict()
         out["classes"] = list(self.classes) if self.classes is not None else None
         out["palette"] = [list(c) for c in self.palette] if self.palette is not None else None
+        out["heads"] = [list(h) for h in self.heads] if self.heads is not None else None
         return {**self.extra, **out}
 
     @classmethod
@@ -134,12 +162,60 @@ class ModelMeta:
         ignore = data.get("ignore_index")
         if ignore is not None and not _is_int(ignore):
             raise bad(f"ignore_index {ignore!r} is not a whole number")
+        heads = _heads(data.get("heads"), n, bad)
         normalization = Normalization.from_dict(data["normalization"], source=source)
         known = {f.name for f in fields(cls)}
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(
-            variant, backbone, geometry, n, normalization, at_once, classes, palette, ignore, extra
+            variant,
+            backbone,
+            geometry,
+            n,
+            normalization,
+            at_once,
+            classes,
+            palette,
+            ignore,
+            heads,
+            extra,
         )
+
+
+HEAD_NAME = re.compile(r"[a-z][a-z0-9]{0,15}")
+MAX_HEADS = 16
+
+
+def check_heads(heads: Any) -> str | None:
+    """What is wrong with a ``heads`` list of ``[name, classes]`` pairs, or ``None``."""
+    if not isinstance(heads, (list, tuple)) or not 2 <= len(heads) <= MAX_HEADS:
+        return f"heads must list 2–{MAX_HEADS} [name, classes] pairs"
+    for head in heads:
+        if not (
+            isinstance(head, (list, tuple))
+            and len(head) == 2
+            and isinstance(head[0], str)
+            and HEAD_NAME.fullmatch(head[0])
+            and _is_int(head[1])
+            and 1 <= head[1] <= MAX_CLASSES
+        ):
+            return (
+                f"head {head!r} is not a [name, classes] pair with a lowercase name of "
+                "letters and digits (it names the layers, score_fr_<name>)"
+            )
+    if len({h[0] for h in heads}) != len(heads):
+        return "head names repeat"
+    return None
+
+
+def _heads(value: Any, n: int, bad: Any) -> tuple[tuple[str, int], ...] | None:
+    if value is None:
+        return None
+    problem = check_heads(value)
+    if problem:
+        raise bad(problem)
+    if sum(h[1] for h in value) != n:
+        raise bad(f"heads' classes add up to {sum(h[1] for h in value)}, not num_classes {n}")
+    return tuple((h[0], h[1]) for h in value)
 
 
 def _is_int(value: Any) -> bool:

@@ -95,6 +95,12 @@ class TrainConfig:
         "NYUDv2 input: rgb, rgbd (the paper's early fusion, 4 channels) or hha (nyud reader)",
         choices=["rgb", "rgbd", "hha"],
     )
+    labels: str | None = _setting(
+        None,
+        "SIFT Flow label set: semantic, geometric, or both for the paper's two-headed net "
+        "(siftflow reader)",
+        choices=["semantic", "geometric", "both"],
+    )
     max_pixels: int | None = _setting(
         None,
         "refuse images of more pixels than N, a decompression-bomb guard (default: "

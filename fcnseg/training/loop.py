@@ -23,8 +23,10 @@ import torch
 from torch.utils.data import Subset
 from tqdm import tqdm
 
+from ..data import SegmentationDataset
 from ..evaluation import confusion
 from ..files import save
+from ..models import FCN, HeadView
 from .checkpoints import Checkpoints
 from .config import TrainConfig
 from .distributed import Processes, mix
@@ -198,15 +200,27 @@ class Trainer:
 
 
 def validate(run: Run, config: TrainConfig, procs: Processes) -> dict[str, Any]:
-    """The four metrics on the validation split, exact across processes."""
+    """The four metrics on the validation split, exact across processes. A net of several
+    heads is scored head by head on each label set: the first head's scores lead (they choose
+    the best epoch) and ``heads`` holds them all."""
     # Every process scores with rank 0's batch-norm statistics, as one process would.
     procs.broadcast_buffers(run.model)
-    shard = Subset(run.val_set, range(procs.rank, len(run.val_set), procs.world))
+    heads = run.val_set.heads
+    if not heads:
+        return _scores(run.model, run.val_set, config, procs)
+    results = {name: _scores(run.model.head(name), heads[name], config, procs) for name in heads}
+    return {**next(iter(results.values())), "heads": results}
+
+
+def _scores(
+    model: FCN | HeadView, dataset: SegmentationDataset, config: TrainConfig, procs: Processes
+) -> dict[str, Any]:
+    shard = Subset(dataset, range(procs.rank, len(dataset), procs.world))
     whole, _ = confusion(
-        run.model,
+        model,
         shard,
-        num_classes=run.val_set.num_classes,
-        ignore_index=run.val_set.ignore_index,
+        num_classes=dataset.num_classes,
+        ignore_index=dataset.ignore_index,
         batch_size=config.val_batch_size,
         workers=0,
         device=procs.device,

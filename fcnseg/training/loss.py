@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SegmentationLoss"]
+__all__ = ["HeadsLoss", "SegmentationLoss"]
 
 
 class SegmentationLoss(nn.Module):
@@ -65,3 +65,25 @@ class SegmentationLoss(nn.Module):
         weights = self.weight[safe] if self.weight is not None else torch.ones_like(losses)
         # An all-ignored batch gives zero loss (and zero gradient), not 0/0.
         return losses.sum() / (weights * counted).sum().clamp(min=torch.finfo(losses.dtype).tiny)
+
+
+class HeadsLoss(nn.Module):
+    """The loss of a net of several heads: each head's loss on its own label set, summed, as
+    the paper trains its two-headed SIFT Flow net (§5)."""
+
+    def __init__(self, losses: list[tuple[slice, SegmentationLoss]]) -> None:
+        super().__init__()
+        self.parts = [part for part, _ in losses]
+        self.losses = nn.ModuleList(loss for _, loss in losses)
+
+    def forward(
+        self, logits: Tensor, target: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """The summed loss of N×C×H×W ``logits`` against N×K×H×W ``target`` (K heads)."""
+        return sum(
+            (
+                loss(logits[:, part], target[:, k], generator)
+                for k, (part, loss) in enumerate(zip(self.parts, self.losses, strict=True))
+            ),
+            start=logits.new_zeros(()),
+        )

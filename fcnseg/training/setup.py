@@ -38,7 +38,7 @@ from ..files import read_weights
 from ..models import FCN, Normalization, build_fcn
 from .config import TrainConfig
 from .distributed import EpochSampler, Processes, SeededItems, mix
-from .loss import SegmentationLoss
+from .loss import HeadsLoss, SegmentationLoss
 from .optim import build_optimizer, lr_factor
 
 __all__ = ["Run", "build_run", "init_from"]
@@ -52,7 +52,7 @@ class Run:
     val_set: SegmentationDataset
     model: FCN
     net: nn.Module  # the model, or its DistributedDataParallel wrapper
-    loss: SegmentationLoss
+    loss: SegmentationLoss | HeadsLoss
     optimizer: torch.optim.Optimizer
     sampler: EpochSampler
     loader: DataLoader
@@ -101,9 +101,12 @@ def _model(config: TrainConfig, dataset: SegmentationDataset, say: Callable[[str
     # --init-from's file are read (or need to exist) again.
     start = not config.resume
     try:
+        heads = dataset.heads
         model = build_fcn(
             config.model,
-            num_classes=dataset.num_classes,
+            num_classes={n: d.num_classes for n, d in heads.items()}
+            if heads
+            else dataset.num_classes,
             backbone=config.backbone,
             geometry=config.geometry,
             at_once=config.at_once,
@@ -246,8 +249,11 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
     )
     val_set = build_dataset(config.dataset, config.root, config.val_split, **reading)
     skipped = _skip_bad((train_set, val_set), procs, config.workers) if config.skip_bad else []
-    stats = mask_stats(train_set)  # every training mask read once, for the check and weights
-    check_label_space(train_set, stats, say)
+    # Every training mask read once (per label set), for the check and the weights.
+    label_sets = train_set.heads or {"": train_set}
+    stats = {name: mask_stats(labels) for name, labels in label_sets.items()}
+    for name, labels in label_sets.items():
+        check_label_space(labels, stats[name], say)
     model = _model(config, train_set, say)
     if config.sync_bn and procs.world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -258,12 +264,19 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
         net = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    loss = SegmentationLoss(
-        ignore_index=train_set.ignore_index,
-        reduction=config.reduction,
-        weight=_class_weights(config, train_set, stats),
-        sampling=config.loss_sampling,
-    ).to(device)
+    losses = [
+        (
+            part,
+            SegmentationLoss(
+                ignore_index=train_set.ignore_index,
+                reduction=config.reduction,
+                weight=_class_weights(config, label_sets[name], stats[name]),
+                sampling=config.loss_sampling,
+            ),
+        )
+        for name, part in model.meta.head_slices()
+    ]
+    loss = (losses[0][1] if len(losses) == 1 else HeadsLoss(losses)).to(device)
     optimizer = build_optimizer(model, config)
     sampler = EpochSampler(train_set, world=procs.world, rank=procs.rank, seed=config.seed)
     loader = DataLoader(

@@ -49,7 +49,7 @@ class TrainState:
         self, *, train_loss: float, scores: dict[str, Any], lr: float, seconds: float
     ) -> tuple[dict[str, Any], bool]:
         """Record the finished epoch and move to the next; its record, and whether it is the
-        best so far by mean IU."""
+        best so far by mean IU (of the first head, for a net of several)."""
         record = {
             "epoch": self.epoch + 1,
             "step": self.step,
@@ -58,6 +58,10 @@ class TrainState:
             **{k: scores[k] for k in METRICS},
             "time": round(seconds, 2),
         }
+        if "heads" in scores:  # a net of several heads: each head's four scores too
+            record["heads"] = {
+                name: {k: part[k] for k in METRICS} for name, part in scores["heads"].items()
+            }
         self.history.append(record)
         is_best = self.best is None or scores["mean_iu"] > self.best["mean_iu"]
         if is_best:

@@ -118,3 +118,27 @@ def test_tile_flag_takes_pixels_auto_or_off(checkpoint, folder, tmp_path, capsys
     with pytest.raises(SystemExit):
         _run(checkpoint, folder / "a.png", "--out", out, "--tile", "0")
     assert "expected a tile size in pixels, auto or off" in capsys.readouterr().err
+
+
+def test_a_two_headed_model_writes_a_mask_per_head(folder, tmp_path):
+    torch.manual_seed(0)
+    model = fcnseg.fcn16s(num_classes={"sem": 3, "geo": 2}, backbone="timm:test_resnet")
+    for name, p in model.named_parameters():
+        if name.startswith("score"):
+            torch.nn.init.normal_(p, std=0.1)
+    path = tmp_path / "two.safetensors"
+    fcnseg.save(
+        model, path, classes=["a", "b", "c", "up", "down"], palette=[*PALETTE, [9, 9, 9], [7, 7, 7]]
+    )
+    out = tmp_path / "out"
+    args = ["predict", str(path), str(folder / "a.png"), "--out", str(out), "--precision", "fp32"]
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a_geo.png", "a_geo_overlay.png", "a_sem.png", "a_sem_overlay.png"
+    ]  # fmt: skip
+    expected = fcnseg.Predictor(fcnseg.load(path), precision="fp32")(Image.open(folder / "a.png"))
+    with Image.open(out / "a_geo.png") as geo:
+        assert np.array_equal(np.array(geo), expected[1].numpy())
+        assert geo.getpalette()[:6] == [9, 9, 9, 7, 7, 7]
+    with Image.open(out / "a_sem.png") as sem:
+        assert np.array_equal(np.array(sem), expected[0].numpy())

@@ -495,6 +495,9 @@ def test_the_papers_other_datasets_read_their_mat_labels(tmp_path):
     geometric = build_dataset("siftflow", root, "test", labels="geometric")
     assert geometric.classes == ["sky", "horizontal", "vertical"]
     assert geometric[0][1].tolist() == [[255, 0, 2], [1, 1, 0]]
+    both = build_dataset("siftflow", root, "train", labels="both")
+    assert list(both.heads) == ["sem", "geo"] and both.num_classes == 36
+    assert both[0][1].tolist() == [semantic[0][1].tolist(), [[255, 0, 2], [1, 1, 0]]]
     context = build_dataset("pascal_context", pascal_context_tree(tmp_path / "c"), "val")
     assert context.classes == ["background", "aeroplane", "diningtable", "sky"]
     assert context[0][1].tolist() == [[0, 0, 1], [2, 3, 3]]

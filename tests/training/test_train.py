@@ -417,3 +417,53 @@ def test_jitter_needs_rgb(tmp_path) -> None:
     cfg = config(root, tmp_path / "run", dataset="folder", in_channels=4, jitter=0.2)
     with pytest.raises(FcnsegError, match="--jitter changes colours and needs RGB"):
         run_training(cfg)
+
+
+def test_two_headed_siftflow_trains_both_heads_and_scores_each(tmp_path) -> None:
+    """The paper's SIFT Flow net (§5): one backbone, semantic and geometric heads, losses
+    summed; validation and evaluation score each head on its own label set."""
+    from fcnseg.data import build_dataset
+    from fcnseg.evaluation import evaluate
+
+    root = siftflow_fixture(tmp_path / "sf")
+    cfg = config(root, tmp_path / "run", dataset="siftflow", labels="both", val_split="test")
+    result = run_training(cfg)
+    record = result["history"][-1]
+    assert set(record["heads"]) == {"sem", "geo"}
+    model = load_model(tmp_path / "run" / "best.safetensors")
+    assert model.meta.heads == (("sem", 33), ("geo", 3))
+    dataset = build_dataset("siftflow", root, "test", labels="both")
+    scores = evaluate(model, dataset)
+    for name in ("sem", "geo"):
+        alone = evaluate(model.head(name), dataset.heads[name])
+        assert scores["heads"][name]["confusion"] == alone["confusion"]
+    assert scores["mean_iu"] == scores["heads"]["sem"]["mean_iu"]
+    with pytest.raises(FcnsegError, match="--labels both"):
+        evaluate(model, build_dataset("siftflow", root, "test"))
+
+
+def siftflow_fixture(root: Path) -> Path:
+    """SIFT Flow's released layout: 48×48 JPEGs, semantic and geometric .mat labels."""
+    import scipy.io
+    from PIL import Image
+
+    folder = "spatial_envelope_256x256_static_8outdoorcategories"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("test", 2)):
+        names = [f"{split}_{i}" for i in range(n)]
+        root.mkdir(parents=True, exist_ok=True)
+        (root / f"{split}.txt").write_text("\n".join(names) + "\n")
+        for name in names:
+            semantic = np.full((48, 48), 28, np.int16)  # sky above
+            semantic[24:] = 17  # mountain below
+            geometric = np.ones((48, 48), np.int16)
+            geometric[24:] = 3
+            geometric[:2] = -1  # void
+            image = np.where(semantic[..., None] == 28, 200, 60).astype(np.uint8)
+            image = (image + rng.integers(0, 30, (48, 48, 3))).astype(np.uint8)
+            (root / "Images" / folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(root / "Images" / folder / f"{name}.jpg")
+            for kind, labels in (("SemanticLabels", semantic), ("GeoLabels", geometric)):
+                (root / kind / folder).mkdir(parents=True, exist_ok=True)
+                scipy.io.savemat(root / kind / folder / f"{name}.mat", {"S": labels})
+    return root

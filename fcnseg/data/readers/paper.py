@@ -201,10 +201,12 @@ class SIFTFlowDataset(_MatLabels):
     """SIFT Flow as released: ``ROOT/<split>.txt`` ids, images
     ``ROOT/Images/spatial_envelope_256x256_static_8outdoorcategories/<id>.jpg`` and labels of
     the same names under ``SemanticLabels/`` (33 classes) or ``GeoLabels/`` (3 classes:
-    sky, horizontal, vertical), array ``S``, 0 (or -1) void. ``labels`` picks the set."""
+    sky, horizontal, vertical), array ``S``, 0 (or -1) void. ``labels`` picks the set, or
+    ``both`` for the paper's two-headed net: heads ``sem`` and ``geo``, masks 2×H×W."""
 
     mat_key = "S"
     FOLDER = "spatial_envelope_256x256_static_8outdoorcategories"
+    HEADS = {"sem": "semantic", "geo": "geometric"}
 
     def __init__(
         self,
@@ -215,9 +217,26 @@ class SIFTFlowDataset(_MatLabels):
         max_pixels: int = MAX_PIXELS,
         labels: str = "semantic",
     ) -> None:
-        if labels not in SIFTFLOW_CLASSES:
-            raise ConfigError(f"siftflow labels are 'semantic' or 'geometric', not {labels!r}")
+        if labels not in (*SIFTFLOW_CLASSES, "both"):
+            raise ConfigError(
+                f"siftflow labels are 'semantic', 'geometric' or 'both', not {labels!r}"
+            )
         root = Path(root)
+        if labels == "both":
+            self.heads = {
+                head: SIFTFlowDataset(root, split, max_pixels=max_pixels, labels=kind)
+                for head, kind in self.HEADS.items()
+            }
+            sets = list(self.heads.values())
+            super().__init__(
+                sets[0].samples,
+                classes=[c for s in sets for c in s.classes],
+                palette=[c for s in sets for c in s.palette],
+                ignore_index=255,
+                transform=transform,
+                max_pixels=max_pixels,
+            )
+            return
         folder = "SemanticLabels" if labels == "semantic" else "GeoLabels"
         samples = pair_by_list(
             root / f"{split}.txt",
