@@ -22,6 +22,8 @@ _PUBLIC = {
     "ModelMeta": "fcnseg.models",
     "Normalization": "fcnseg.models",
     "build_fcn": "fcnseg.models",
+    "fcn2s": "fcnseg.models",
+    "fcn4s": "fcnseg.models",
     "fcn8s": "fcnseg.models",
     "fcn16s": "fcnseg.models",
     "fcn32s": "fcnseg.models",

@@ -15,8 +15,8 @@ def vgg_models() -> dict[tuple[str, str], fcnseg.FCN]:
     """Every variant in both geometries, VGG16, 3 classes, eval mode."""
     out = {}
     for geometry in ("caffe", "modern"):
-        for build in (fcnseg.fcn32s, fcnseg.fcn16s, fcnseg.fcn8s):
+        for variant in fcnseg.list_models():
             torch.manual_seed(0)
-            m = build(num_classes=3, geometry=geometry).eval()
+            m = fcnseg.build_fcn(variant, num_classes=3, geometry=geometry).eval()
             out[m.meta.variant, geometry] = m
     return out

@@ -112,8 +112,8 @@ class _LowPrecision(nn.Module):
         self.net = backbone.to(dtype)
         self.dtype, self.min_size = dtype, backbone.min_size
 
-    def forward(self, x: Tensor) -> dict[int, Tensor]:
-        return {s: f.float() for s, f in self.net(x.to(self.dtype)).items()}
+    def forward(self, x: Tensor, strides: tuple[int, ...] | None = None) -> dict[int, Tensor]:
+        return {s: f.float() for s, f in self.net(x.to(self.dtype), strides).items()}
 
 
 class CoarseScores(nn.Module):

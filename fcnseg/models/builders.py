@@ -11,13 +11,14 @@ from .fcn import FCN
 from .meta import MAX_CLASSES, ModelMeta, check_heads
 from .registries import MODELS
 
-__all__ = ["MODELS", "build_fcn", "fcn8s", "fcn16s", "fcn32s", "list_models"]
+__all__ = ["MODELS", "build_fcn", "fcn2s", "fcn4s", "fcn8s", "fcn16s", "fcn32s", "list_models"]
 
 
 def _build(
     variant: str,
     skips: tuple[int, ...],
     *,
+    # The builders pass their keyword arguments on whole (``**locals()``): one signature, here.
     num_classes: int | Mapping[str, int],
     backbone: str,
     geometry: str,
@@ -84,16 +85,7 @@ def fcn32s(
     Returns:
         The :class:`FCN`; its ``forward`` returns N×num_classes×H×W logits.
     """
-    return _build(
-        "fcn32s",
-        (),
-        num_classes=num_classes,
-        backbone=backbone,
-        geometry=geometry,
-        pretrained_backbone=pretrained_backbone,
-        at_once=at_once,
-        in_channels=in_channels,
-    )
+    return _build("fcn32s", (), **locals())
 
 
 @MODELS.register("fcn16s")
@@ -108,16 +100,7 @@ def fcn16s(
 ) -> FCN:
     """FCN-16s: adds the stride-16 ``pool4`` skip (§4.2). Arguments as :func:`fcn32s`;
     ``at_once`` scales ``pool4`` by 0.01."""
-    return _build(
-        "fcn16s",
-        (16,),
-        num_classes=num_classes,
-        backbone=backbone,
-        geometry=geometry,
-        pretrained_backbone=pretrained_backbone,
-        at_once=at_once,
-        in_channels=in_channels,
-    )
+    return _build("fcn16s", (16,), **locals())
 
 
 @MODELS.register("fcn8s")
@@ -132,16 +115,37 @@ def fcn8s(
 ) -> FCN:
     """FCN-8s: adds the ``pool4`` and ``pool3`` skips (§4.2). Arguments as :func:`fcn32s`;
     ``at_once`` scales ``pool4`` by 0.01 and ``pool3`` by 0.0001."""
-    return _build(
-        "fcn8s",
-        (16, 8),
-        num_classes=num_classes,
-        backbone=backbone,
-        geometry=geometry,
-        pretrained_backbone=pretrained_backbone,
-        at_once=at_once,
-        in_channels=in_channels,
-    )
+    return _build("fcn8s", (16, 8), **locals())
+
+
+@MODELS.register("fcn4s")
+def fcn4s(
+    *,
+    num_classes: int | Mapping[str, int],
+    backbone: str = "vgg16",
+    geometry: str = "modern",
+    pretrained_backbone: Pretrained = False,
+    at_once: bool = False,
+    in_channels: int = 3,
+) -> FCN:
+    """FCN-4s: the skip architecture continued past the paper, adding the stride-4 tap
+    (``pool2``) for thin structures. Arguments as :func:`fcn32s`."""
+    return _build("fcn4s", (16, 8, 4), **locals())
+
+
+@MODELS.register("fcn2s")
+def fcn2s(
+    *,
+    num_classes: int | Mapping[str, int],
+    backbone: str = "vgg16",
+    geometry: str = "modern",
+    pretrained_backbone: Pretrained = False,
+    at_once: bool = False,
+    in_channels: int = 3,
+) -> FCN:
+    """FCN-2s: adds the stride-2 tap (``pool1``) too, for backbones that have one (not
+    AlexNet, whose first convolution strides by 4). Arguments as :func:`fcn32s`."""
+    return _build("fcn2s", (16, 8, 4, 2), **locals())
 
 
 def build_fcn(variant: str, **options: object) -> FCN:

@@ -1,7 +1,9 @@
-"""The skip architecture: FCN-32s, FCN-16s and FCN-8s (paper §4.2, Figure 3).
+"""The skip architecture: FCN-32s, FCN-16s and FCN-8s (paper §4.2, Figure 3), and past the
+paper, FCN-4s and FCN-2s.
 
-One class builds all three. Its only input beyond the backbone is the list of *taps* to fuse:
-none for FCN-32s, the stride-16 pool for FCN-16s, the stride-16 and stride-8 pools for FCN-8s.
+One class builds them all. Its only input beyond the backbone is the list of *taps* to fuse:
+none for FCN-32s, the stride-16 pool for FCN-16s, the stride-16 and stride-8 pools for FCN-8s,
+and on to the stride-4 and stride-2 taps (``pool2``, ``pool1``) where the backbone has them.
 Starting from the 1×1 class scores on the deepest layer (``score_fr``), each tap adds a step:
 upsample the running scores 2× (``upscore2``, then ``upscore_pool4``…), score the tap with a
 1×1 convolution (``score_pool4``…), crop it to lie over the upsampled scores, and sum
@@ -25,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..blocks.geometry import IDENTITY, Field, GeometryError, crop_offset, layer_field
+from ..blocks.geometry import IDENTITY, Field, crop_offset, layer_field
 from ..blocks.upsampling import FixedUpsample, learned_upsample
+from ..errors import ConfigError
 from .backbones import Backbone
 from .meta import ModelMeta
 from .normalization import Normalization
@@ -34,8 +37,9 @@ from .normalization import Normalization
 __all__ = ["FCN", "HeadView", "output_field", "pad_to_stride"]
 
 # PAMI §4.3, "all at once": the pool4 and pool3 taps are scaled down before scoring so that
-# the deep scores dominate at the start, as staged training would have them.
-AT_ONCE_SCALE = {16: 0.01, 8: 0.0001}
+# the deep scores dominate at the start, as staged training would have them. The finer taps
+# continue the paper's factor of 100 per level (an extrapolation: the paper stops at pool3).
+AT_ONCE_SCALE = {16: 1e-2, 8: 1e-4, 4: 1e-6, 2: 1e-8}
 
 
 def tap_name(stride: int) -> str:
@@ -101,7 +105,10 @@ def _upsampling(coarse: Field, target: Field, factor: int, geometry: str) -> tup
 def _offset(field: Field, reference: Field) -> int:
     c = crop_offset(field, reference)
     if c < -1e-6 or abs(c - round(c)) > 0.26:
-        raise GeometryError(f"cannot align maps: crop of {c} positions")
+        raise ConfigError(
+            f"cannot align the maps of this backbone and variant (a crop of {c} positions); "
+            "use geometry='modern', or a coarser variant"
+        )
     return round(c)
 
 
@@ -129,7 +136,7 @@ class FCN(nn.Module):
             of its own, its layers named with the head's suffix (``score_fr_sem``…), and the
             output holds the heads' scores one after the other.
         skips: strides of the taps fused, coarse to fine: ``()`` FCN-32s, ``(16,)`` FCN-16s,
-            ``(16, 8)`` FCN-8s.
+            ``(16, 8)`` FCN-8s, ``(16, 8, 4)`` FCN-4s, ``(16, 8, 4, 2)`` FCN-2s.
         geometry: ``"caffe"`` (the reference nets) or ``"modern"``.
         at_once: scale the taps as the PAMI all-at-once nets do.
         meta: what a model file needs to rebuild the model and name its classes (by default
@@ -151,6 +158,13 @@ class FCN(nn.Module):
         heads = dict(num_classes) if isinstance(num_classes, Mapping) else {"": num_classes}
         self.num_classes, self.geometry = sum(heads.values()), geometry
         self.skips = tuple(skips)
+        missing = [s for s in self.skips if s not in backbone.taps]
+        if missing:
+            raise ConfigError(
+                f"this backbone has no stride-{missing[0]} tap (its taps: "
+                f"{', '.join(map(str, backbone.taps))}); choose a coarser variant, e.g. "
+                f"fcn{2 * missing[0]}s, or a backbone with that stride"
+            )
         self.skip_scale = {s: AT_ONCE_SCALE.get(s, 1.0) if at_once else 1.0 for s in self.skips}
         self.meta = meta or ModelMeta(
             variant=f"fcn{min(self.skips, default=32)}s",
@@ -190,7 +204,11 @@ class FCN(nn.Module):
             self.add_module(f"fuse_{tap_name(s)}{suffix}", Fuse(_offset(tap, field)))
             self.upscores.append(name)
             stride = s
-        self.final = "upscore" if not self.skips else f"upscore{stride}"
+        # Named by its factor as the reference's upscore8, except where that name is the first
+        # learned 2× upsampling's: FCN-2s's final upsampling follows fuse_pool1.
+        self.final = (
+            "upscore" if not self.skips else "upscore_pool1" if stride == 2 else f"upscore{stride}"
+        )
         kernel, padding = _upsampling(field, IDENTITY, stride, geometry)
         final = FixedUpsample(num_classes, factor=stride, kernel=kernel, padding=padding)
         self.add_module(self.final + suffix, final)
@@ -232,7 +250,7 @@ class FCN(nn.Module):
         height, width = x.shape[-2:]
         if self.pad_to > 1:
             x = pad_to_stride(x, self.pad_to, self.backbone.min_size)
-        feats = self.backbone(x)
+        feats = self.backbone(x, (32, *self.skips))
         outs = [self._head(feats, suffix, height, width) for suffix in self.suffixes]
         return outs[0] if len(outs) == 1 else torch.cat(outs, 1)
 

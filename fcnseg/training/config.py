@@ -114,7 +114,9 @@ class TrainConfig:
         "or inconsistent ones instead of stopping at the first",
     )
     # -- model
-    model: str = _setting("fcn8s", "FCN variant", choices=["fcn32s", "fcn16s", "fcn8s"])
+    model: str = _setting(
+        "fcn8s", "FCN variant", choices=["fcn32s", "fcn16s", "fcn8s", "fcn4s", "fcn2s"]
+    )
     backbone: str = _setting(
         "vgg16",
         "vgg16, alexnet, googlenet, resnet50, efficientnet_lite0 or timm:<name>",

@@ -102,3 +102,36 @@ def test_every_variant_saves_and_loads(variant: str, tmp_path) -> None:
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
     assert loaded.meta.variant == variant and model.meta.classes is None  # save changes nothing
+
+
+def test_finer_skips_start_as_the_coarser_net(vgg_models: dict) -> None:
+    """§4.2 continued past the paper: FCN-4s and FCN-2s add zero-initialised scores at the
+    stride-4 and stride-2 taps, so grown from FCN-8s they first compute exactly what it did."""
+    x = torch.randn(1, 3, 61, 75)
+    for geometry in ("caffe", "modern"):
+        coarse = vgg_models["fcn8s", geometry]
+        for variant in ("fcn4s", "fcn2s"):
+            fine = fcnseg.build_fcn(variant, num_classes=3, geometry=geometry).eval()
+            state = fine.state_dict()
+            state.update({k: v for k, v in coarse.state_dict().items() if k in state})
+            fine.load_state_dict(state)
+            with torch.no_grad():
+                assert torch.allclose(fine(x), coarse(x), atol=1e-5, rtol=1e-5)
+
+
+def test_finer_taps_are_the_reference_pools(vgg_models: dict) -> None:
+    model = vgg_models["fcn2s", "caffe"]
+    assert model.backbone.taps[4] == "pool2" and model.backbone.taps[2] == "pool1"
+    assert [n for n in ("score_pool2", "fuse_pool1", "upscore_pool2") if hasattr(model, n)] == [
+        "score_pool2",
+        "fuse_pool1",
+        "upscore_pool2",
+    ]
+    # The crops continue the reference's 5, 9 (pool4, pool3) from the computed geometry.
+    assert model.crops["fuse_pool4"] == 5 and model.crops["fuse_pool3"] == 9
+    assert model.final == "upscore_pool1"
+
+
+def test_a_backbone_without_the_tap_is_one_line() -> None:
+    with pytest.raises(fcnseg.errors.ConfigError, match="no stride-2 tap"):
+        fcnseg.fcn2s(num_classes=2, backbone="alexnet")

@@ -1,7 +1,8 @@
 """What a backbone is, and the registry that builds one by name (paper §4.1).
 
 A backbone is a classification net laid out as one named sequence of layers with *taps*: the
-layers whose outputs the skip architecture scores, keyed by their stride (8, 16, 32).
+layers whose outputs the skip architecture scores, keyed by their stride (8, 16, 32, and the
+finer 4 and 2 where the net has them).
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ GEOMETRIES = ("modern", "caffe")
 
 
 class Backbone(nn.Sequential):
-    """A classification net as a named sequence of layers with taps at strides 8, 16, 32.
+    """A classification net as a named sequence of layers with taps at strides 8, 16, 32 (and
+    4 and 2 where it has them: the last layer at that stride).
 
-    ``forward`` returns ``{stride: features}`` for each tap and stops after the deepest one.
+    ``forward`` returns ``{stride: features}`` for each tap (or each of ``strides``) and stops
+    after the deepest one.
     ``field(stride)`` is the receptive field of a tap, composed layer by layer (§3.1).
     """
 
@@ -63,8 +66,13 @@ class Backbone(nn.Sequential):
         """Channels of the images the backbone takes."""
         return self.first_conv.in_channels
 
-    def forward(self, x: Tensor) -> dict[int, Tensor]:
-        wanted = {name: stride for stride, name in self.taps.items()}
+    def forward(self, x: Tensor, strides: tuple[int, ...] | None = None) -> dict[int, Tensor]:
+        # Only the taps asked for are kept: a fine tap held to the end costs memory.
+        wanted = {
+            name: stride
+            for stride, name in self.taps.items()
+            if strides is None or stride in strides
+        }
         out: dict[int, Tensor] = {}
         for name, layer in self.named_children():
             x = layer(x)

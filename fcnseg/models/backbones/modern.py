@@ -22,13 +22,14 @@ __all__ = ["efficientnet_lite0", "efficientnet_lite0_imagenet", "resnet50", "tim
 
 @BACKBONES.register("resnet50")
 def resnet50(*, geometry: str = "modern", pretrained: Pretrained = False) -> Backbone:
-    """ResNet-50 with its stride-8, -16 and -32 stages (``layer2``, ``layer3``, ``layer4``)."""
+    """ResNet-50 with its stride-8, -16 and -32 stages (``layer2``, ``layer3``, ``layer4``), and
+    the stem (``relu``, stride 2) and ``layer1`` (stride 4) for the finer skips."""
     modern_only("resnet50", geometry)
     net = torchvision_net("resnet50", pretrained)
     names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
     return Backbone(
         OrderedDict((n, getattr(net, n)) for n in names),
-        taps={8: "layer2", 16: "layer3", 32: "layer4"},
+        taps={2: "relu", 4: "layer1", 8: "layer2", 16: "layer3", 32: "layer4"},
         normalization=IMAGENET,
     )
 
@@ -37,8 +38,10 @@ def _timm_backbone(model: nn.Module) -> Backbone:
     from timm.models._features import FeatureListNet
 
     info = model.feature_info
-    wanted = [i for i, d in enumerate(info) if d["reduction"] in (8, 16, 32)]
-    if sorted(info[i]["reduction"] for i in wanted) != [8, 16, 32]:
+    # The last feature map at each stride: several can share one (a stem and its first block).
+    last = {d["reduction"]: i for i, d in enumerate(info) if d["reduction"] in (2, 4, 8, 16, 32)}
+    wanted = sorted(last.values())
+    if not {8, 16, 32} <= set(last):
         raise ConfigError(
             f"{model.default_cfg.get('architecture')}: an FCN backbone needs "
             "feature maps at strides 8, 16 and 32"

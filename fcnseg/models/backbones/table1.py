@@ -61,12 +61,12 @@ def _convolutionalized(
     layers = OrderedDict(zip(_reference_names(features, blocks=blocks), features, strict=True))
     layers.update(fc6=fc6, relu6=relu6, drop6=drop6, fc7=fc7, relu7=relu7, drop7=drop7)
     pools = [n for n in layers if n.startswith("pool")]
-    # The stride-8 and stride-16 taps are the pools that reach those strides.
-    taps = {
-        8: pools[-3] if blocks else pools[0],
-        16: pools[-2] if blocks else pools[1],
-        32: "drop7",
-    }
+    # The taps are the pools that reach each stride (VGG's pool1…pool4 at 2…16); AlexNet's
+    # first convolution strides by 4 at once, so its stride-4 tap is relu1 and it has no 2.
+    if blocks:
+        taps = {2: pools[0], 4: pools[1], 8: pools[2], 16: pools[3], 32: "drop7"}
+    else:
+        taps = {4: "relu1", 8: pools[0], 16: pools[1], 32: "drop7"}
     norm = CAFFE_BGR if geometry == "caffe" and pretrained is False else IMAGENET
     return Backbone(layers, taps=taps, normalization=norm)
 
@@ -86,7 +86,8 @@ def alexnet(*, geometry: str = "modern", pretrained: Pretrained = False) -> Back
 @BACKBONES.register("googlenet")
 def googlenet(*, geometry: str = "modern", pretrained: Pretrained = False) -> Backbone:
     """GoogLeNet (Table 1): as in the paper, only the final classifier is used, and the final
-    average pooling is discarded; the taps are the ends of inception 3, 4 and 5."""
+    average pooling is discarded; the taps are the ends of inception 3, 4 and 5 (and of the
+    stem's stride-2 and stride-4 convolutions)."""
     modern_only("googlenet", geometry)
     net = torchvision_net("googlenet", pretrained, aux_logits=True, init_weights=False)
     names = [
@@ -111,6 +112,6 @@ def googlenet(*, geometry: str = "modern", pretrained: Pretrained = False) -> Ba
     # torchvision's GoogLeNet weights expect inputs scaled to [-1, 1] (its transform_input).
     return Backbone(
         layers,
-        taps={8: "inception3b", 16: "inception4e", 32: "inception5b"},
+        taps={2: "conv1", 4: "conv3", 8: "inception3b", 16: "inception4e", 32: "inception5b"},
         normalization=SYMMETRIC,
     )
