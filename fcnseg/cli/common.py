@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["non_negative", "positive", "report_skipped"]
+__all__ = ["non_negative", "positive", "probability", "report_skipped"]
 
 
 def positive(text: str) -> int:
@@ -16,6 +16,17 @@ def positive(text: str) -> int:
 def non_negative(text: str) -> int:
     """An argparse type: a whole number ≥ 0."""
     return _whole(text, 0)
+
+
+def probability(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), not {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, not {value}")
+    return value
 
 
 def _whole(text: str, least: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import non_negative, positive, report_skipped
+from .common import non_negative, positive, probability, report_skipped
 
 DESCRIPTION = (
     "Score a model at full resolution: pixel accuracy, mean accuracy, mean IU, "
@@ -58,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="masks named after their image by a pattern, e.g. '{stem}_1stHO.png'",
     )
     parser.add_argument("--categories", metavar="NAMES", help="COCO categories, as in training")
+    parser.add_argument(
+        "--threshold",
+        type=probability,
+        metavar="P",
+        help="two-class models: a pixel is foreground when its probability reaches P "
+        "(default: the larger score, 0.5)",
+    )
     parser.add_argument(
         "--modality", choices=["rgb", "rgbd", "hha"], help="NYUDv2 input, as in training"
     )
@@ -117,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         amp=args.amp,
         channels_last=args.channels_last,
         boundary=args.boundary,
+        threshold=args.threshold,
     )
     print(f"{args.checkpoint} on {args.dataset} {args.split} ({result['images']} images)\n")
     label_sets = dataset.heads or {"": dataset}

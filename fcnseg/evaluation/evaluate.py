@@ -13,6 +13,7 @@ import functools
 import json
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from ..device import autocast, resolve_device
 from ..errors import FcnsegError
 from ..files.atomic import atomic_write
 from ..models import FCN, HeadView
-from .metrics import METRICS, ConfusionMatrix
+from .metrics import METRICS, ConfusionMatrix, RocHistogram, binary_scores
 
 __all__ = ["as_json", "boundary_band", "confusion", "evaluate", "write_json"]
 
@@ -66,7 +67,7 @@ def _batches(
     amp: str,
     channels_last: bool,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """(predicted classes, target) per batch, on ``device``."""
+    """(scores, target) per batch, on ``device``."""
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -92,14 +93,23 @@ def _batches(
                     x[i, :, :, w:] = 0
                 with autocast(device, amp):
                     logits = model(x.contiguous(memory_format=memory))
-                pred = logits.argmax(1)
-            yield pred, masks.to(device, non_blocking=True)
+            yield logits.float(), masks.to(device, non_blocking=True)
     finally:
         model.train(was_training)
 
 
+@dataclass
+class Counts:
+    """What a pass over a set counts: the confusion matrix, that of the boundary band, and
+    for two classes the histogram of foreground probabilities."""
+
+    whole: ConfusionMatrix
+    band: ConfusionMatrix | None = None
+    roc: RocHistogram | None = None
+
+
 def confusion(
-    model: FCN,
+    model: FCN | HeadView,
     dataset: Dataset,
     *,
     num_classes: int,
@@ -110,16 +120,22 @@ def confusion(
     amp: str = "off",
     channels_last: bool = False,
     boundary: int | None = None,
-) -> tuple[ConfusionMatrix, ConfusionMatrix | None]:
-    """The confusion matrix of ``model`` over ``dataset`` (and over its boundary band).
+    threshold: float | None = None,
+) -> Counts:
+    """The counts of ``model`` over ``dataset``: its confusion matrix (and its boundary band's),
+    and for two classes the foreground probabilities. ``threshold``: for two classes, a pixel
+    is foreground when its probability reaches it (default: the larger score, i.e. 0.5).
 
-    Counts are exact sums over pixels, so matrices from shards of a dataset add up to the
-    matrix of the whole (what distributed validation all-reduces).
+    Counts are exact sums over pixels, so those of shards of a dataset add up to those of the
+    whole (what distributed validation all-reduces).
     """
     device = device or next(model.parameters()).device
-    whole = ConfusionMatrix(num_classes, ignore_index=ignore_index)
-    band = ConfusionMatrix(num_classes, ignore_index=ignore_index) if boundary is not None else None
-    for pred, target in _batches(
+    counts = Counts(ConfusionMatrix(num_classes, ignore_index=ignore_index))
+    if boundary is not None:
+        counts.band = ConfusionMatrix(num_classes, ignore_index=ignore_index)
+    if num_classes == 2:
+        counts.roc = RocHistogram(ignore_index=ignore_index)
+    for logits, target in _batches(
         model,
         dataset,
         ignore_index=ignore_index,
@@ -129,11 +145,17 @@ def confusion(
         amp=amp,
         channels_last=channels_last,
     ):
-        whole.update(pred, target)
-        if band is not None:
+        if counts.roc is not None:
+            foreground = logits.softmax(1)[:, 1]
+            counts.roc.update(foreground, target)
+            pred = foreground >= threshold if threshold is not None else logits.argmax(1)
+        else:
+            pred = logits.argmax(1)
+        counts.whole.update(pred, target)
+        if counts.band is not None:
             near = boundary_band(target, boundary)
-            band.update(pred, torch.where(near, target, ignore_index))
-    return whole, band
+            counts.band.update(pred, torch.where(near, target, ignore_index))
+    return counts
 
 
 def summarize(matrix: ConfusionMatrix, classes: list[str]) -> dict[str, Any]:
@@ -151,6 +173,7 @@ def evaluate(
     amp: str = "off",
     channels_last: bool = False,
     boundary: int | None = None,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Score ``model`` on ``dataset`` at full resolution.
 
@@ -163,12 +186,16 @@ def evaluate(
         amp: ``"off"``, ``"bf16"`` or ``"fp16"``.
         channels_last: run in NHWC layout.
         boundary: also score pixels within this many pixels of a label boundary.
+        threshold: for two classes, the foreground probability from which a pixel is
+            foreground (default: the larger score).
 
     Returns:
         ``pixel_acc``, ``mean_acc``, ``mean_iu``, ``fw_iu``, ``per_class_iu``,
         ``per_class_acc``, ``classes``, ``confusion`` (rows truth, columns prediction),
         ``images``, and with ``boundary`` a ``boundary`` dict of the same scores plus ``width``.
-        For a net of several heads, ``heads`` holds each head's result, and the top level
+        For two classes, ``binary``: the foreground's F1, sensitivity, specificity, precision,
+        accuracy and ROC AUC (pixels pooled), and the ``threshold``. For a net of several
+        heads, ``heads`` holds each head's result, and the top level
         repeats the first head's.
 
     Raises:
@@ -189,7 +216,12 @@ def evaluate(
         # Each head scored on its own label set, as the paper reports SIFT Flow's (Table 6).
         results = {
             name: evaluate(
-                model.head(name), dataset.heads[name], device=device, boundary=boundary, **options
+                model.head(name),
+                dataset.heads[name],
+                device=device,
+                boundary=boundary,
+                threshold=threshold,
+                **options,
             )
             for name in heads
         }
@@ -207,18 +239,29 @@ def evaluate(
     device = resolve_device(device) if isinstance(device, str) else device
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    whole, band = confusion(
+    if threshold is not None and dataset.num_classes != 2:
+        raise FcnsegError(
+            f"a threshold needs a two-class model, not one of {dataset.num_classes} classes; "
+            "drop --threshold"
+        )
+    counts = confusion(
         model.to(device),
         dataset,
         num_classes=dataset.num_classes,
         ignore_index=dataset.ignore_index,
         device=device,
         boundary=boundary,
+        threshold=threshold,
         **options,
     )
-    result = {**summarize(whole, dataset.classes), "images": len(dataset)}
-    if band is not None:
-        result["boundary"] = {"width": boundary, **band.scores()}
+    result = {**summarize(counts.whole, dataset.classes), "images": len(dataset)}
+    if counts.roc is not None:
+        result["binary"] = {
+            "threshold": 0.5 if threshold is None else threshold,
+            **binary_scores(counts.whole, counts.roc),
+        }
+    if counts.band is not None:
+        result["boundary"] = {"width": boundary, **counts.band.scores()}
     return result
 
 
@@ -235,16 +278,16 @@ def _finite(value: Any) -> Any:
 
 def as_json(result: dict[str, Any]) -> dict[str, Any]:
     """An :func:`evaluate` result for JSON: the per-class scores named, NaN as null."""
+    columns = {"iu": "per_class_iu", "acc": "per_class_acc", "precision": "per_class_precision"}
+    columns["f1"] = "per_class_f1"
     per_class = [
-        {"class": name, "iu": iu, "acc": acc}
-        for name, iu, acc in zip(
-            result["classes"], result["per_class_iu"], result["per_class_acc"], strict=True
-        )
+        {"class": name, **{k: result[c][i] for k, c in columns.items()}}
+        for i, name in enumerate(result["classes"])
     ]
     out = {
         **{k: result[k] for k in METRICS},
         "per_class": per_class,
-        **{k: v for k, v in result.items() if k not in (*METRICS, "per_class_iu", "per_class_acc")},
+        **{k: v for k, v in result.items() if k not in (*METRICS, *columns.values())},
     }
     if "heads" in result:
         out["heads"] = {name: as_json(r) for name, r in result["heads"].items()}

@@ -7,6 +7,11 @@ With n_ij the number of pixels of class i predicted as class j and t_i = Σ_j n_
 * mean IU         (1/n_cl) Σ_i n_ii / (t_i + Σ_j n_ji − n_ii)
 * f.w. IU         (Σ_k t_k)^−1 Σ_i t_i n_ii / (t_i + Σ_j n_ji − n_ii)
 
+Beside them, per class: precision n_ii / Σ_j n_ji, recall n_ii / t_i (the class's accuracy)
+and F1 = Dice = 2 n_ii / (t_i + Σ_j n_ji). For two classes, the scores vessel papers report
+for the foreground (class 1): sensitivity, specificity, accuracy, F1, and the area under the
+ROC curve of the foreground probability, all pixels of the set pooled (:class:`RocHistogram`).
+
 Scores are computed once from counts summed over the whole set, never averaged per image.
 As in the reference scorer, a mean runs over the classes where its ratio is defined: accuracy
 over classes present in the ground truth; IU over classes present in the ground truth or the
@@ -22,7 +27,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["METRICS", "ConfusionMatrix", "format_table", "plot_confusion"]
+__all__ = [
+    "METRICS",
+    "ROC_BINS",
+    "ConfusionMatrix",
+    "RocHistogram",
+    "binary_scores",
+    "format_table",
+    "plot_confusion",
+]
 
 
 class ConfusionMatrix:
@@ -78,7 +91,8 @@ class ConfusionMatrix:
 
     def scores(self) -> dict[str, Any]:
         """``pixel_acc``, ``mean_acc``, ``mean_iu``, ``fw_iu`` (floats in [0, 1]) and
-        ``per_class_iu``, ``per_class_acc`` (lists, NaN where a class's ratio is undefined)."""
+        ``per_class_iu``, ``per_class_acc`` (= recall), ``per_class_precision``,
+        ``per_class_f1`` (lists, NaN where a class's ratio is undefined)."""
         hist = self.matrix.detach().cpu().double()
         correct = hist.diag()
         truth = hist.sum(dim=1)
@@ -87,6 +101,9 @@ class ConfusionMatrix:
         nan = torch.tensor(math.nan, dtype=torch.float64)
         acc = torch.where(truth > 0, correct / truth.clamp(min=1), nan)
         iu = torch.where(union > 0, correct / union.clamp(min=1), nan)
+        precision = torch.where(predicted > 0, correct / predicted.clamp(min=1), nan)
+        both = truth + predicted
+        f1 = torch.where(both > 0, 2 * correct / both.clamp(min=1), nan)
         total = truth.sum()
         present = truth > 0
         return {
@@ -96,7 +113,65 @@ class ConfusionMatrix:
             "fw_iu": float((truth[present] * iu[present]).sum() / total) if total > 0 else math.nan,
             "per_class_iu": iu.tolist(),
             "per_class_acc": acc.tolist(),
+            "per_class_precision": precision.tolist(),
+            "per_class_f1": f1.tolist(),
         }
+
+
+# Foreground probabilities are counted in this many equal bins: the AUC from them differs from
+# the exact one only by pairs of pixels whose probabilities share a bin (counted as ties).
+ROC_BINS = 1 << 16
+
+
+class RocHistogram:
+    """Foreground probabilities counted per true class, enough for the ROC curve of a whole
+    set in a fixed amount of memory (two int64 vectors of :data:`ROC_BINS`), summable across
+    workers like the confusion matrix."""
+
+    def __init__(self, *, ignore_index: int | None = 255) -> None:
+        self.ignore_index = ignore_index
+        self.counts = torch.zeros(2, ROC_BINS, dtype=torch.int64)  # rows: background, foreground
+
+    @torch.no_grad()
+    def update(self, probability: torch.Tensor, target: torch.Tensor) -> None:
+        """Count a batch: ``probability`` of the foreground, shaped like ``target``."""
+        keep = (target == 0) | (target == 1)
+        if self.ignore_index is not None:
+            keep &= target != self.ignore_index
+        bins = (probability[keep].double() * ROC_BINS).long().clamp(0, ROC_BINS - 1)
+        index = target[keep].long() * ROC_BINS + bins
+        counts = torch.bincount(index, minlength=2 * ROC_BINS).reshape(2, ROC_BINS)
+        self.counts = self.counts.to(counts.device) + counts
+
+    def auc(self) -> float:
+        """The area under the ROC curve (the probability that a random foreground pixel scores
+        above a random background one, ties counting half); NaN without both classes."""
+        negative, positive = self.counts.detach().cpu().double()
+        n_neg, n_pos = negative.sum(), positive.sum()
+        if n_neg == 0 or n_pos == 0:
+            return math.nan
+        below = torch.cumsum(negative, 0) - negative  # negatives in lower bins
+        return float(((below + negative / 2) * positive).sum() / (n_neg * n_pos))
+
+
+def binary_scores(matrix: ConfusionMatrix, roc: RocHistogram | None = None) -> dict[str, float]:
+    """The foreground's scores of a two-class matrix: ``f1``, ``sensitivity``,
+    ``specificity``, ``precision``, ``accuracy`` (and ``auc`` from ``roc``)."""
+    (tn, fp), (fn, tp) = matrix.matrix.detach().cpu().double().tolist()
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b > 0 else math.nan
+
+    out = {
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "sensitivity": ratio(tp, tp + fn),
+        "specificity": ratio(tn, tn + fp),
+        "precision": ratio(tp, tp + fp),
+        "accuracy": ratio(tp + tn, tp + tn + fp + fn),
+    }
+    if roc is not None:
+        out["auc"] = roc.auc()
+    return out
 
 
 def _nanmean(values: torch.Tensor) -> float:
@@ -118,17 +193,23 @@ def _percent(value: float) -> str:
 
 
 def format_table(scores: dict[str, Any], class_names: Sequence[str]) -> str:
-    """The four metrics, then IU and accuracy per class, as a plain-text table (in percent).
+    """The four metrics, then IU, accuracy (recall), precision and F1 per class, as a
+    plain-text table (in percent), and for two classes the foreground's binary scores.
 
     Classes whose score is undefined (absent from ground truth and prediction) show ``n/a``.
     """
     width = max([len(name) for name in class_names] + [len(n) for n in METRICS.values()])
     lines = [f"{name:<{width}}  {_percent(scores[key]):>6}" for key, name in METRICS.items()]
-    lines += ["", f"{'class':<{width}}  {'IU':>6}  {'acc.':>6}"]
-    for name, iu, acc in zip(
-        class_names, scores["per_class_iu"], scores["per_class_acc"], strict=True
-    ):
-        lines.append(f"{name:<{width}}  {_percent(iu):>6}  {_percent(acc):>6}")
+    heads = ("IU", "acc.", "prec.", "F1")
+    lines += ["", f"{'class':<{width}}  " + "  ".join(f"{h:>6}" for h in heads)]
+    columns = ("per_class_iu", "per_class_acc", "per_class_precision", "per_class_f1")
+    for i, name in enumerate(class_names):
+        values = "  ".join(f"{_percent(scores[c][i]):>6}" for c in columns)
+        lines.append(f"{name:<{width}}  {values}")
+    if "binary" in scores:
+        b = scores["binary"]
+        shown = ", ".join(f"{k} {_percent(v)}" for k, v in b.items() if k != "threshold")
+        lines += ["", f"{class_names[1]} at threshold {b['threshold']:g}: {shown}"]
     return "\n".join(lines)
 
 

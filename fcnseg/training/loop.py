@@ -216,7 +216,7 @@ def _scores(
     model: FCN | HeadView, dataset: SegmentationDataset, config: TrainConfig, procs: Processes
 ) -> dict[str, Any]:
     shard = Subset(dataset, range(procs.rank, len(dataset), procs.world))
-    whole, _ = confusion(
+    counts = confusion(
         model,
         shard,
         num_classes=dataset.num_classes,
@@ -227,8 +227,8 @@ def _scores(
         amp=config.amp,
         channels_last=config.channels_last,
     )
-    procs.sum(whole.matrix)
-    return whole.scores()
+    procs.sum(counts.whole.matrix)
+    return counts.whole.scores()
 
 
 def train(config: TrainConfig) -> dict[str, Any]:

@@ -92,3 +92,45 @@ def test_json_names_classes_and_writes_nan_as_null(val, tmp_path: Path) -> None:
     assert saved["mean_iu"] == pytest.approx(result["mean_iu"])
     assert saved["per_class"][5]["acc"] is None and "NaN" not in path.read_text()
     assert saved["confusion"] == result["confusion"]
+
+
+def test_two_classes_add_the_foregrounds_scores_at_a_threshold(tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / "val" / "images").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "val" / "masks").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(
+            tmp_path / "val" / "images" / f"{name}.png"
+        )
+        Image.fromarray((rng.random((30, 40)) < 0.2).astype(np.uint8)).save(
+            tmp_path / "val" / "masks" / f"{name}.png"
+        )
+    dataset = build_dataset("folder", tmp_path, "val", num_classes=2)
+    torch.manual_seed(0)
+    model = build_fcn("fcn32s", num_classes=2, backbone="timm:test_resnet").eval()
+    torch.nn.init.normal_(model.score_fr.weight, std=0.5)
+    result = evaluate(model, dataset, threshold=0.3)
+    # The same scores by hand, from the model's foreground probabilities.
+    tp = fp = fn = tn = 0
+    for image, mask in dataset:
+        with torch.no_grad():
+            fg = model(model.normalization(image[None])).softmax(1)[0, 1] >= 0.3
+        tp += int((fg & (mask == 1)).sum())
+        fp += int((fg & (mask == 0)).sum())
+        fn += int((~fg & (mask == 1)).sum())
+        tn += int((~fg & (mask == 0)).sum())
+    binary = result["binary"]
+    assert binary["threshold"] == 0.3
+    assert binary["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn), rel=1e-12)
+    assert binary["sensitivity"] == pytest.approx(tp / (tp + fn), rel=1e-12)
+    assert binary["specificity"] == pytest.approx(tn / (tn + fp), rel=1e-12)
+    assert 0 <= binary["auc"] <= 1
+    with pytest.raises(FcnsegError, match="threshold needs a two-class model"):
+        evaluate(
+            build_fcn("fcn32s", num_classes=3, backbone="timm:test_resnet"),
+            build_dataset("folder", tmp_path, "val", num_classes=3),
+            threshold=0.5,
+        )

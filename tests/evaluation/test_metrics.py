@@ -6,7 +6,13 @@ import pytest
 import torch
 from PIL import Image
 
-from fcnseg.evaluation.metrics import ConfusionMatrix, format_table, plot_confusion
+from fcnseg.evaluation.metrics import (
+    ConfusionMatrix,
+    RocHistogram,
+    binary_scores,
+    format_table,
+    plot_confusion,
+)
 
 # Four classes. Ground truth holds 0 and 1; class 2 is predicted but never true; class 3
 # appears nowhere that counts. Pixel 7 carries the ignore label, pixel 8 an out-of-range one.
@@ -102,11 +108,11 @@ def test_format_table():
         "mean IU      36.67",
         "f.w. IU      55.00",
         "",
-        "class           IU    acc.",
-        "bg           50.00   50.00",
-        "cat          60.00   75.00",
-        "dog           0.00     n/a",
-        "emu            n/a     n/a",
+        "class           IU    acc.   prec.      F1",
+        "bg           50.00   50.00  100.00   66.67",  # F1 = 2·2 / (4 true + 2 predicted)
+        "cat          60.00   75.00   75.00   75.00",
+        "dog           0.00     n/a    0.00    0.00",  # predicted twice, never right
+        "emu            n/a     n/a     n/a     n/a",
     ]
 
 
@@ -116,3 +122,46 @@ def test_plot_confusion_writes_png(tmp_path):
         assert image.format == "PNG"
         # figsize (2.5 + 0.45·4 + 1.5, 2.5 + 0.45·4) inches at 100 dpi.
         assert image.size == (580, 430)
+
+
+def test_per_class_precision_recall_f1_are_scikit_learns() -> None:
+    metrics = pytest.importorskip("sklearn.metrics")
+    generator = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 5, (4000,), generator=generator)
+    pred = torch.where(
+        torch.rand(4000, generator=generator) < 0.6,
+        target,
+        torch.randint(0, 5, (4000,), generator=generator),
+    )
+    cm = ConfusionMatrix(5, ignore_index=None)
+    cm.update(pred, target)
+    scores = cm.scores()
+    p, r, f, _ = metrics.precision_recall_fscore_support(target, pred, labels=range(5))
+    assert scores["per_class_precision"] == pytest.approx(p.tolist(), rel=1e-12)
+    assert scores["per_class_acc"] == pytest.approx(r.tolist(), rel=1e-12)
+    assert scores["per_class_f1"] == pytest.approx(f.tolist(), rel=1e-12)
+
+
+def test_binary_scores_and_pooled_auc_are_scikit_learns() -> None:
+    metrics = pytest.importorskip("sklearn.metrics")
+    generator = torch.Generator().manual_seed(1)
+    target = (torch.rand(50_000, generator=generator) < 0.1).long()  # a thin foreground
+    probability = (torch.rand(50_000, generator=generator) + 0.6 * target).clamp(max=1) / 1.2
+    target[:100] = 255  # ignored pixels count nowhere
+    kept = target != 255
+    cm = ConfusionMatrix(2)
+    cm.update((probability >= 0.5).long(), target)
+    roc = RocHistogram()
+    for part in range(5):  # pooled over batches as over a set's images
+        roc.update(probability[part::5], target[part::5])
+    scores = binary_scores(cm, roc)
+    truth, pred = target[kept].numpy(), (probability[kept] >= 0.5).numpy()
+    assert scores["f1"] == pytest.approx(metrics.f1_score(truth, pred), rel=1e-12)
+    assert scores["sensitivity"] == pytest.approx(metrics.recall_score(truth, pred), rel=1e-12)
+    assert scores["specificity"] == pytest.approx(
+        metrics.recall_score(truth, pred, pos_label=0), rel=1e-12
+    )
+    assert scores["accuracy"] == pytest.approx(metrics.accuracy_score(truth, pred), rel=1e-12)
+    # Pairs of pixels sharing one of the 65536 bins count as ties: at most ~1/65536 of them.
+    expected = metrics.roc_auc_score(truth, probability[kept].numpy())
+    assert scores["auc"] == pytest.approx(expected, abs=1e-4)
