@@ -178,6 +178,12 @@ class TrainConfig:
     class_weights: str | tuple[float, ...] | None = _setting(
         None, "'median-frequency' or one comma-separated weight per class", metavar="WEIGHTS"
     )
+    loss: str = _setting(
+        "ce",
+        "the loss: ce (the paper's), dice, focal, lovasz, or a weighted sum such as ce+dice "
+        "or ce+0.5*lovasz (dice, focal, lovasz: pip install 'fcnseg[losses]')",
+        metavar="SPEC",
+    )
     loss_sampling: float = _setting(
         1.0, "keep each pixel's loss with probability P (§3.4)", type=float, metavar="P"
     )

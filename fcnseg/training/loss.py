@@ -1,4 +1,4 @@
-"""The loss (paper §3.4, §4.3).
+"""The loss (paper §3.4, §4.3), and losses for imbalance and overlap beside it.
 
 The loss is the per-pixel multinomial logistic loss, summed (the paper's) or averaged over the
 pixels that count: the dataset's ignore label never does (§4.3, the ambiguous VOC borders).
@@ -7,15 +7,28 @@ equivalent of patchwise training, which samples the loss's spatial terms. Both r
 on the scale of the whole-image loss: the sum is divided by ``p`` (an unbiased estimate of the
 full sum, so the paper's learning rate keeps its meaning) and the mean runs over the kept
 pixels only.
+
+For thin structures and small classes, ``--loss`` also takes Dice, focal and Lovász-softmax,
+alone or summed with the cross-entropy (``ce+dice``, ``ce+0.5*lovasz``), from
+``segmentation_models_pytorch.losses`` (the ``losses`` extra). The same ignore label applies
+to every term; class weights to the terms that have them (cross-entropy, Dice, focal); loss
+sampling to all, by ignoring the pixels not drawn.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["HeadsLoss", "SegmentationLoss"]
+from ..errors import ConfigError
+from ..registry import Registry
+
+__all__ = ["LOSSES", "HeadsLoss", "SegmentationLoss", "SumLoss", "build_loss", "parse_loss"]
 
 
 class SegmentationLoss(nn.Module):
@@ -71,7 +84,7 @@ class HeadsLoss(nn.Module):
     """The loss of a net of several heads: each head's loss on its own label set, summed, as
     the paper trains its two-headed SIFT Flow net (§5)."""
 
-    def __init__(self, losses: list[tuple[slice, SegmentationLoss]]) -> None:
+    def __init__(self, losses: list[tuple[slice, nn.Module]]) -> None:
         super().__init__()
         self.parts = [part for part, _ in losses]
         self.losses = nn.ModuleList(loss for _, loss in losses)
@@ -87,3 +100,119 @@ class HeadsLoss(nn.Module):
             ),
             start=logits.new_zeros(()),
         )
+
+
+#: Loss terms by name: ``term(ignore_index, weight) -> module(logits, target)``, means over
+#: the pixels that count. ``ce`` is built by :func:`build_loss` itself, with its reductions.
+LOSSES: Registry[Callable[[int, Tensor | None], nn.Module]] = Registry("loss", error=ConfigError)
+
+
+def _smp() -> Any:
+    try:
+        import segmentation_models_pytorch.losses as losses
+    except ImportError:
+        raise ConfigError(
+            "Dice, focal and Lovász losses come from segmentation_models_pytorch: "
+            "pip install 'fcnseg[losses]'"
+        ) from None
+    return losses
+
+
+def _weights(weight: Tensor | None) -> list[float] | None:
+    return None if weight is None else weight.tolist()
+
+
+@LOSSES.register("dice")
+def dice(ignore_index: int, weight: Tensor | None) -> nn.Module:
+    """1 − soft Dice per class over the batch; classes absent from the batch's truth add 0,
+    and the sum is divided by the number of classes (smp's convention)."""
+    return _smp().DiceLoss("multiclass", ignore_index=ignore_index, class_weights=_weights(weight))
+
+
+@LOSSES.register("focal")
+def focal(ignore_index: int, weight: Tensor | None) -> nn.Module:
+    """Focal loss (γ = 2): cross-entropy down-weighted where the net is already sure."""
+    return _smp().FocalLoss("multiclass", ignore_index=ignore_index, class_weights=_weights(weight))
+
+
+@LOSSES.register("lovasz")
+def lovasz(ignore_index: int, weight: Tensor | None) -> nn.Module:
+    """Lovász-softmax: a convex surrogate of the IU itself, over the batch."""
+    if weight is not None:
+        raise ConfigError("the Lovász loss takes no class weights; drop --class-weights")
+    return _smp().LovaszLoss("multiclass", ignore_index=ignore_index)
+
+
+@LOSSES.register("ce")
+def ce(ignore_index: int, weight: Tensor | None) -> nn.Module:
+    """The paper's per-pixel cross-entropy, as a mean (its sum is :func:`build_loss`'s)."""
+    return SegmentationLoss(ignore_index=ignore_index, weight=weight)
+
+
+_TERM = re.compile(r"(?:(\d+(?:\.\d*)?|\.\d+)\*)?([a-z]+)")
+
+
+def parse_loss(spec: str) -> list[tuple[float, str]]:
+    """``"ce+0.5*dice"`` → ``[(1.0, "ce"), (0.5, "dice")]``, or one line on what is wrong."""
+    terms = []
+    for part in str(spec).replace(" ", "").split("+"):
+        match = _TERM.fullmatch(part)
+        if not match or match.group(2) not in LOSSES:
+            raise ConfigError(
+                f"--loss {spec!r}: {part!r} is not a loss term; use {', '.join(LOSSES.names())} "
+                "or a sum such as ce+dice or ce+0.5*lovasz"
+            )
+        terms.append((float(match.group(1) or 1.0), match.group(2)))
+    if len({name for _, name in terms}) != len(terms):
+        raise ConfigError(f"--loss {spec!r}: a term appears twice; give it one weight")
+    return terms
+
+
+class SumLoss(nn.Module):
+    """A weighted sum of loss terms over the same pixels: loss sampling (§3.4) draws the
+    pixels once and the terms ignore the others."""
+
+    def __init__(
+        self, terms: list[tuple[float, nn.Module]], *, ignore_index: int, sampling: float = 1.0
+    ) -> None:
+        super().__init__()
+        self.weights = [w for w, _ in terms]
+        self.terms = nn.ModuleList(term for _, term in terms)
+        self.ignore_index, self.sampling = ignore_index, sampling
+
+    def forward(
+        self, logits: Tensor, target: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        logits = logits.float()
+        if self.sampling < 1:
+            draw = torch.rand(target.shape, generator=generator, device="cpu")
+            kept = (draw < self.sampling).to(target.device)
+            target = torch.where(kept, target, self.ignore_index)
+        return sum(
+            (w * term(logits, target) for w, term in zip(self.weights, self.terms, strict=True)),
+            start=logits.new_zeros(()),
+        )
+
+
+def build_loss(
+    spec: str,
+    *,
+    ignore_index: int,
+    reduction: str = "mean",
+    weight: Tensor | None = None,
+    sampling: float = 1.0,
+) -> nn.Module:
+    """The loss ``spec`` names (:func:`parse_loss`): the paper's cross-entropy alone, or a
+    weighted sum of terms, each a mean over the pixels that count."""
+    terms = parse_loss(spec)
+    if terms == [(1.0, "ce")]:
+        return SegmentationLoss(
+            ignore_index=ignore_index, reduction=reduction, weight=weight, sampling=sampling
+        )
+    if reduction != "mean":
+        raise ConfigError(
+            f"--loss {spec}: Dice, focal and Lovász are means over the pixels; use "
+            "--reduction mean (the paper recipe sums the cross-entropy alone)"
+        )
+    built = [(w, LOSSES[name](ignore_index, weight)) for w, name in terms]
+    return SumLoss(built, ignore_index=ignore_index, sampling=sampling)

@@ -38,7 +38,7 @@ from ..files import read_weights
 from ..models import FCN, Normalization, build_fcn
 from .config import TrainConfig
 from .distributed import EpochSampler, Processes, SeededItems, mix
-from .loss import HeadsLoss, SegmentationLoss
+from .loss import HeadsLoss, build_loss
 from .optim import build_optimizer, lr_factor
 
 __all__ = ["Run", "build_run", "init_from"]
@@ -52,7 +52,7 @@ class Run:
     val_set: SegmentationDataset
     model: FCN
     net: nn.Module  # the model, or its DistributedDataParallel wrapper
-    loss: SegmentationLoss | HeadsLoss
+    loss: nn.Module  # (logits, target, generator) → the loss
     optimizer: torch.optim.Optimizer
     sampler: EpochSampler
     loader: DataLoader
@@ -220,6 +220,7 @@ def check_label_space(
 def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None]) -> Run:
     """Build the run ``config`` describes on this process (``config`` already resolved)."""
     device = procs.device
+    build_loss(config.loss, ignore_index=255, reduction=config.reduction)  # refused now, not later
     if config.sync_bn and procs.world > 1 and device.type != "cuda":
         # PyTorch's SyncBatchNorm is CUDA-only: say so now, not in the first forward pass.
         raise ConfigError(
@@ -267,7 +268,8 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
     losses = [
         (
             part,
-            SegmentationLoss(
+            build_loss(
+                config.loss,
                 ignore_index=train_set.ignore_index,
                 reduction=config.reduction,
                 weight=_class_weights(config, label_sets[name], stats[name]),

@@ -467,3 +467,23 @@ def siftflow_fixture(root: Path) -> Path:
                 (root / kind / folder).mkdir(parents=True, exist_ok=True)
                 scipy.io.savemat(root / kind / folder / f"{name}.mat", {"S": labels})
     return root
+
+
+def test_a_sum_of_losses_trains(data, tmp_path) -> None:
+    pytest.importorskip("segmentation_models_pytorch", reason="the losses extra")
+    from fcnseg.training.loss import SumLoss
+    from fcnseg.training.setup import build_run
+
+    cfg = config(data, tmp_path / "run", loss="ce+dice", class_weights="median-frequency")
+    result = run_training(cfg)
+    assert np.isfinite(result["history"][-1]["train_loss"])
+    run = build_run(cfg.resolved(), _one_process(), print)
+    assert isinstance(run.loss, SumLoss) and run.loss.terms[1].class_weights is not None
+    with pytest.raises(FcnsegError, match="--reduction mean"):
+        run_training(config(data, tmp_path / "r2", loss="dice", recipe="paper"))
+
+
+def _one_process():
+    from fcnseg.training.distributed import Processes
+
+    return Processes("cpu")
