@@ -140,7 +140,14 @@ class TrainConfig:
     sync_bn: bool = _setting(False, "synchronise batch norm across processes (torchrun)")
     # -- optimisation
     recipe: str = _setting("modern", "defaults for the settings below", choices=["modern", "paper"])
-    epochs: int = _setting(50, "passes over the training set", type=int, metavar="N")
+    epochs: int = _setting(50, "epochs, each validated", type=int, metavar="N")
+    repeat: int = _setting(
+        1,
+        "passes over the training set per epoch: a small set (CHASE_DB1's 16 images) is "
+        "validated every N passes, not after each",
+        type=int,
+        metavar="N",
+    )
     batch_size: int | None = _setting(
         None, "images per batch (paper: 1, modern: 8)", type=int, metavar="N"
     )

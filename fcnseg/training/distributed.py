@@ -109,6 +109,20 @@ class EpochSampler(DistributedSampler):
         return self.num_samples - self.skip
 
 
+class Repeated(Dataset):
+    """``dataset`` passed over ``times`` times per epoch: index ``i`` is sample ``i mod n``,
+    so each pass draws its own augmentation (:class:`SeededItems` seeds by index)."""
+
+    def __init__(self, dataset: Dataset, times: int) -> None:
+        self.dataset, self.times = dataset, times
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.times
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index % len(self.dataset)]
+
+
 class SeededItems(Dataset):
     """``dataset[index]`` with torch's generator seeded from (seed, epoch, index) for the
     duration, so each sample's random crop, scale and flip are reproducible."""

@@ -37,7 +37,7 @@ from ..errors import CheckpointError, ConfigError, DataError, FcnsegError
 from ..files import read_weights
 from ..models import FCN, Normalization, build_fcn
 from .config import TrainConfig
-from .distributed import EpochSampler, Processes, SeededItems, mix
+from .distributed import EpochSampler, Processes, Repeated, SeededItems, mix
 from .loss import HeadsLoss, build_loss
 from .optim import build_optimizer, lr_factor
 
@@ -280,9 +280,10 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
     ]
     loss = (losses[0][1] if len(losses) == 1 else HeadsLoss(losses)).to(device)
     optimizer = build_optimizer(model, config)
-    sampler = EpochSampler(train_set, world=procs.world, rank=procs.rank, seed=config.seed)
+    passes = Repeated(train_set, config.repeat)
+    sampler = EpochSampler(passes, world=procs.world, rank=procs.rank, seed=config.seed)
     loader = DataLoader(
-        SeededItems(train_set, config.seed),
+        SeededItems(passes, config.seed),
         batch_size=config.batch_size,
         sampler=sampler,
         num_workers=config.workers,

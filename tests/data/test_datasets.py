@@ -503,9 +503,28 @@ def test_the_papers_other_datasets_read_their_mat_labels(tmp_path):
     assert context[0][1].tolist() == [[0, 0, 1], [2, 3, 3]]
 
 
+def chase_tree(root: Path) -> Path:
+    for child, eye in (("01", "L"), ("09", "R")):
+        save(root / f"Image_{child}{eye}.jpg", pixels(3, 4))
+        vessels = Image.fromarray(LABELS == 1).convert("1")  # the release's 1-bit masks
+        vessels.save(root / f"Image_{child}{eye}_1stHO.png")
+    return root
+
+
+def test_chase_db1_splits_by_child_with_1_bit_masks(tmp_path):
+    root = chase_tree(tmp_path)
+    train, val = build_dataset("chase_db1", root, "train"), build_dataset("chase_db1", root, "val")
+    assert [p.name for p, _ in train.samples] == ["Image_01L.jpg"]
+    assert [p.name for p, _ in val.samples] == ["Image_09R.jpg"]
+    assert train[0][1].tolist() == (LABELS == 1).astype(int).tolist()
+    with pytest.raises(DataError, match="no such split here"):
+        build_dataset("chase_db1", root, "test")
+
+
 # How to lay out a small tree for each registered reader: (root, split) under tmp_path.
 READER_TREES = {
     "folder": lambda tmp: (folder(tmp / "f"), "train"),
+    "chase_db1": lambda tmp: (chase_tree(tmp / "ch"), "train"),
     "camvid": lambda tmp: (camvid_tree(tmp / "c", np.where(LABELS == 255, 11, LABELS)), "train"),
     "voc": lambda tmp: (voc_tree(tmp / "v"), "train"),
     "sbd": lambda tmp: (sbd_tree(tmp / "s", LABELS.astype(np.uint8)), "train"),
@@ -542,7 +561,7 @@ def test_registry_names_every_reader():
     assert fcnseg.list_datasets() == DATASETS.names()
     with pytest.raises(
         DataError,
-        match="unknown dataset 'kitti'; use one of: ade20k, camvid, cityscapes, coco, ",
+        match="unknown dataset .kitti.; use one of: ade20k, camvid, chase_db1, cityscapes, ",
     ):
         build_dataset("kitti", "/nowhere", "train")
 

@@ -487,3 +487,16 @@ def _one_process():
     from fcnseg.training.distributed import Processes
 
     return Processes("cpu")
+
+
+def test_repeat_passes_over_a_small_set_per_epoch_with_fresh_augmentation(data, tmp_path) -> None:
+    from fcnseg.training.setup import build_run
+
+    once = build_run(config(data, tmp_path / "a").resolved(), _one_process(), print)
+    thrice = build_run(config(data, tmp_path / "b", repeat=3).resolved(), _one_process(), print)
+    assert thrice.batches == 3 * once.batches and len(thrice.sampler) == 3 * len(once.sampler)
+    items = thrice.loader.dataset
+    n = len(thrice.train_set)
+    # Sample 0 in the first and in the second pass: the same image, another random crop.
+    first, second = items[(0, 0)], items[(0, n)]
+    assert not torch.equal(first[0], second[0])

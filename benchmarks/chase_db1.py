@@ -1,0 +1,162 @@
+"""FCN on CHASE_DB1 retinal vessels, trained on the CPU (a benchmark, not a test).
+
+    python benchmarks/chase_db1.py [--root DIR] [--out RUN_DIR] [--model fcn2s] [--epochs N]
+    python benchmarks/chase_db1.py --ablation --epochs 10   # 32s…2s, CE and CE + Dice
+
+A thin wrapper over ``benchmarks/chase_db1.yaml`` and ``fcnseg train``: it trains on children
+01–08 (16 images), keeps ``RUN_DIR/best.safetensors`` (chosen by validation mean IU on
+children 09–10), scores it on those 4 images at full resolution (999×960) plainly and with
+test-time augmentation, and writes ``benchmarks/results/chase_db1.json`` (vessel F1,
+sensitivity, specificity, accuracy, AUC, mean IU, wall time, machine, command, commit) and a
+figure: image, ground truth, prediction, errors (missed vessels blue, false vessels red).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from camvid import commit
+from speed import machine
+
+import fcnseg
+from fcnseg.data import build_dataset
+from fcnseg.evaluation import evaluate
+from fcnseg.training import TrainConfig, train
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+RECIPE = HERE / "chase_db1.yaml"
+SCORES = ("f1", "sensitivity", "specificity", "accuracy", "auc")
+
+
+def run(model: str, loss: str | None, args: argparse.Namespace, out: Path) -> dict[str, object]:
+    values = TrainConfig.read_yaml(RECIPE)
+    values.update(root=str(args.root), out=str(out), model=model)
+    if loss:
+        values["loss"] = loss
+    if args.epochs:
+        values["epochs"] = args.epochs
+    values["resume" if args.resume else "overwrite"] = True
+    start = time.time()
+    result = train(TrainConfig.from_dict(values))
+    wall = time.time() - start
+    best = fcnseg.load(out / "best.safetensors")
+    dataset = build_dataset("chase_db1", args.root, "val")
+    record: dict[str, object] = {
+        "model": model,
+        "loss": values["loss"],
+        "epochs": values["epochs"],
+        "best_epoch": result["best"]["epoch"],
+        "train_wall_s": round(wall, 1),
+        "val": _scores(evaluate(best, dataset)),
+        "run_dir": str(out),
+    }
+    if not args.ablation and _has_tta():
+        start = time.time()
+        record["val_tta"] = _scores(evaluate(best, dataset, tta=True))
+        record["tta_wall_s"] = round(time.time() - start, 1)
+    return record
+
+
+def _has_tta() -> bool:
+    import inspect
+
+    return "tta" in inspect.signature(evaluate).parameters
+
+
+def _scores(result: dict) -> dict[str, float]:
+    return {**{k: result["binary"][k] for k in SCORES}, "mean_iu": result["mean_iu"]}
+
+
+def figure(run_dir: Path, root: Path, path: Path, n: int = 2) -> None:
+    """Image, ground truth, prediction and errors for ``n`` validation images."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    dataset = build_dataset("chase_db1", root, "val")
+    model = fcnseg.load(run_dir / "best.safetensors").eval()
+    fig = Figure(figsize=(16, 4.2 * n))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n, 4, squeeze=False)
+    for row, i in enumerate(np.linspace(0, len(dataset) - 1, n).round().astype(int)):
+        image, mask = dataset[int(i)]
+        with torch.inference_mode():
+            pred = model.predict(image[None])[0].numpy()
+        truth = mask.numpy()
+        errors = np.full((*truth.shape, 3), 255, np.uint8)
+        errors[(truth == 1) & (pred == 1)] = (0, 0, 0)  # found
+        errors[(truth == 1) & (pred == 0)] = (0, 90, 255)  # missed
+        errors[(truth == 0) & (pred == 1)] = (255, 40, 0)  # false
+        panels = [
+            ("image", image.permute(1, 2, 0).numpy()),
+            ("ground truth (1st observer)", truth),
+            ("prediction", pred),
+            ("errors: missed blue, false red", errors),
+        ]
+        for col, (title, picture) in enumerate(panels):
+            axes[row, col].imshow(picture, cmap="gray" if picture.ndim == 2 else None)
+            axes[row, col].set_axis_off()
+            axes[row, col].set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--root", type=Path, default=HERE.parents[1] / "shared" / "datasets" / "chase_db1"
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/chase_db1"))
+    parser.add_argument("--model", default="fcn2s", choices=fcnseg.list_models())
+    parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    parser.add_argument(
+        "--ablation",
+        action="store_true",
+        help="FCN-32s…2s with CE + Dice, and FCN-2s with CE alone, on one schedule",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue interrupted runs")
+    args = parser.parse_args()
+    started_at = commit()
+    if args.ablation:
+        plan = [(m, None) for m in ("fcn32s", "fcn16s", "fcn8s", "fcn4s", "fcn2s")]
+        plan.append(("fcn2s", "ce"))
+        runs = {
+            f"{m}-{loss or 'recipe'}": (m, loss, args.out / f"{m}-{loss or 'recipe'}")
+            for m, loss in plan
+        }
+    else:
+        runs = {args.model: (args.model, None, args.out)}
+    records = [run(m, loss, args, out) for m, loss, out in runs.values()]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "chase_db1_ablation" if args.ablation else "chase_db1"
+    report = {
+        "recipe": TrainConfig.read_yaml(RECIPE),
+        "split": "train: children 01–08 (16 images); val: children 09–10 (4), 1st observer",
+        "runs": records,
+        "machine": machine(),
+        "commit": started_at,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2, default=float))
+    if not args.ablation:
+        figure(args.out, args.root, RESULTS / f"{name}.png")
+    print(
+        f"{'model':8} {'loss':8} " + " ".join(f"{k:>11}" for k in (*SCORES, "mean_iu")) + "  wall"
+    )
+    for r in records:
+        for key in ("val", "val_tta"):
+            if key in r:
+                s = r[key]
+                label = r["model"] + (" +TTA" if key == "val_tta" else "")
+                values = " ".join(f"{100 * s[k]:11.2f}" for k in (*SCORES, "mean_iu"))
+                print(f"{label:8} {r['loss']:8} {values} {r['train_wall_s']:5.0f}s")
+
+
+if __name__ == "__main__":
+    main()
