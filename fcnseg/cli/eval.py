@@ -59,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--categories", metavar="NAMES", help="COCO categories, as in training")
     parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: probabilities averaged over flips and scales 0.75, 1, "
+        "1.25 (six passes per image)",
+    )
+    parser.add_argument(
         "--threshold",
         type=probability,
         metavar="P",
@@ -125,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         channels_last=args.channels_last,
         boundary=args.boundary,
         threshold=args.threshold,
+        tta=args.tta,
     )
     print(f"{args.checkpoint} on {args.dataset} {args.split} ({result['images']} images)\n")
     label_sets = dataset.heads or {"": dataset}

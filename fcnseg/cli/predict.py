@@ -9,7 +9,9 @@ For each input image the command writes, atomically:
   ``NAME.png``, the mask with the raster's CRS and transform, read and segmented window by
   window so the raster need not fit in memory (:mod:`fcnseg.files.geotiff`);
 * with ``--probabilities``: ``NAME_prob.npy`` (float16 C×H×W, written as a memory map, so even a
-  gigapixel image never needs its probabilities in memory) or ``NAME_prob.safetensors``.
+  gigapixel image never needs its probabilities in memory) or ``NAME_prob.safetensors``; for a
+  two-class model ``NAME_prob.png``, the foreground probability as a 16-bit (or 8-bit) grey
+  PNG, 0 → 0 and 1 → 65535 (255).
 
 Inputs are files, directories (their images, recursively) and glob patterns; outputs keep the
 inputs' paths relative to their common folder, so equal names in different folders do not clash;
@@ -113,8 +115,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--probabilities",
         nargs="?",
         const="npy",
-        choices=["npy", "safetensors"],
-        help="also write class probabilities as float16 (default format: npy)",
+        choices=["npy", "safetensors", "png", "png8"],
+        help="also write class probabilities: float16 npy (the default) or safetensors; for "
+        "two-class models the foreground's as a 16-bit (png) or 8-bit (png8) grey PNG, to "
+        "choose a threshold of your own",
+    )
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: probabilities averaged over flips and scales 0.75, 1, "
+        "1.25 (six passes per image)",
     )
     parser.add_argument(
         "--skip-bad",
@@ -164,7 +174,13 @@ def run(args: argparse.Namespace) -> int:
         tile=args.tile,
         overlap=args.overlap,
         batch_size=args.batch_size,
+        tta=args.tta,
     )
+    if args.probabilities in ("png", "png8") and predictor.num_classes != 2:
+        raise FcnsegError(
+            f"--probabilities {args.probabilities} writes the foreground probability of a "
+            f"two-class model; this one has {predictor.num_classes} classes: use npy"
+        )
     writer = Writer(args.out, predictor.meta, args.probabilities)
     names = output_names(paths)
     bad: list[tuple[Path, str]] = []

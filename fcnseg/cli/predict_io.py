@@ -163,7 +163,8 @@ class Writer:
 
     def probability_file(self, name: Path) -> Path:
         base = self.out / name
-        return base.with_name(f"{base.name}_prob.{self.probabilities}")
+        suffix = "png" if self.probabilities == "png8" else self.probabilities
+        return base.with_name(f"{base.name}_prob.{suffix}")
 
 
 def segment(
@@ -203,6 +204,13 @@ def segment(
             for part in parts
         ]
         return masks[0] if len(masks) == 1 else np.stack(masks)
+    if writer.probabilities in ("png", "png8"):
+        probs = predictor.probabilities(image)
+        atomic_write(
+            path,
+            lambda tmp: probability_image(probs[1], writer.probabilities).save(tmp, format="PNG"),
+        )
+        return probs.argmax(0).to(predictor.label_dtype).numpy()
     from safetensors.torch import save_file
 
     probs = predictor.probabilities(image, dtype=torch.float16)
@@ -214,6 +222,16 @@ def segment(
     )
     masks = [probs[part].argmax(0) for _, part in predictor.meta.head_slices()]
     return (masks[0] if len(masks) == 1 else torch.stack(masks)).to(predictor.label_dtype).numpy()
+
+
+def probability_image(foreground: torch.Tensor, kind: str) -> Image.Image:
+    """A foreground probability map as a grey PNG image: 16-bit (``png``) or 8-bit
+    (``png8``), 0 for probability 0 and the largest value for 1."""
+    top = 65535 if kind == "png" else 255
+    values = (foreground.float() * top).round().clamp(0, top).numpy()
+    if kind == "png":
+        return Image.fromarray(values.astype(np.uint16))
+    return Image.fromarray(values.astype(np.uint8), mode="L")
 
 
 def mask_memory(out: Path, shape: tuple[int, ...], dtype: torch.dtype) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from ..device import autocast, resolve_device
 from ..errors import FcnsegError
 from ..files.atomic import atomic_write
 from ..models import FCN, HeadView
+from ..models.tta import tta_scales, tta_scores
 from .metrics import METRICS, ConfusionMatrix, RocHistogram, binary_scores
 
 __all__ = ["as_json", "boundary_band", "confusion", "evaluate", "write_json"]
@@ -66,8 +67,10 @@ def _batches(
     device: torch.device,
     amp: str,
     channels_last: bool,
+    tta: tuple[float, ...] | None = None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """(scores, target) per batch, on ``device``."""
+    """(scores, target) per batch, on ``device``; with ``tta`` scales, log probabilities
+    averaged over them and flips (:mod:`fcnseg.models.tta`)."""
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -92,7 +95,15 @@ def _batches(
                     x[i, :, h:] = 0
                     x[i, :, :, w:] = 0
                 with autocast(device, amp):
-                    logits = model(x.contiguous(memory_format=memory))
+                    if tta is None:
+                        logits = model(x.contiguous(memory_format=memory))
+                    else:  # log probabilities averaged over flips and scales
+                        logits = tta_scores(
+                            lambda v: model(v.contiguous(memory_format=memory)),
+                            x,
+                            scales=tta,
+                            parts=[part for _, part in model.meta.head_slices()],
+                        )
             yield logits.float(), masks.to(device, non_blocking=True)
     finally:
         model.train(was_training)
@@ -121,6 +132,7 @@ def confusion(
     channels_last: bool = False,
     boundary: int | None = None,
     threshold: float | None = None,
+    tta: tuple[float, ...] | None = None,
 ) -> Counts:
     """The counts of ``model`` over ``dataset``: its confusion matrix (and its boundary band's),
     and for two classes the foreground probabilities. ``threshold``: for two classes, a pixel
@@ -144,6 +156,7 @@ def confusion(
         device=device,
         amp=amp,
         channels_last=channels_last,
+        tta=tta,
     ):
         if counts.roc is not None:
             foreground = logits.softmax(1)[:, 1]
@@ -174,6 +187,7 @@ def evaluate(
     channels_last: bool = False,
     boundary: int | None = None,
     threshold: float | None = None,
+    tta: bool | Sequence[float] = False,
 ) -> dict[str, Any]:
     """Score ``model`` on ``dataset`` at full resolution.
 
@@ -188,6 +202,8 @@ def evaluate(
         boundary: also score pixels within this many pixels of a label boundary.
         threshold: for two classes, the foreground probability from which a pixel is
             foreground (default: the larger score).
+        tta: test-time augmentation, as :class:`fcnseg.Predictor`'s: probabilities averaged
+            over flips and scales (``True``: 0.75, 1, 1.25).
 
     Returns:
         ``pixel_acc``, ``mean_acc``, ``mean_iu``, ``fw_iu``, ``per_class_iu``,
@@ -204,6 +220,7 @@ def evaluate(
     options: dict[str, Any] = dict(
         batch_size=batch_size, workers=workers, amp=amp, channels_last=channels_last
     )
+    scales = tta_scales(tta)
     heads = [name for name, _ in model.meta.head_slices()]
     if model.meta.heads or dataset.heads:
         mine = {n: d.num_classes for n, d in (dataset.heads or {}).items()}
@@ -221,6 +238,7 @@ def evaluate(
                 device=device,
                 boundary=boundary,
                 threshold=threshold,
+                tta=tta,
                 **options,
             )
             for name in heads
@@ -252,9 +270,12 @@ def evaluate(
         device=device,
         boundary=boundary,
         threshold=threshold,
+        tta=scales,
         **options,
     )
     result = {**summarize(counts.whole, dataset.classes), "images": len(dataset)}
+    if scales is not None:
+        result["tta"] = list(scales)
     if counts.roc is not None:
         result["binary"] = {
             "threshold": 0.5 if threshold is None else threshold,

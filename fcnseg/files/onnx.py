@@ -276,6 +276,8 @@ class OnnxModel:
         images = images.cpu().contiguous()
         if self.meta.in_channels != 3:
             images = images.float()
+        elif images.dtype != torch.uint8:  # the graph takes 8-bit RGB (resized views are float)
+            images = images.round().clamp(0, 255).to(torch.uint8)
         if min(images.shape[-2:]) < self.smallest_side:
             raise FcnsegError(
                 f"image of {tuple(images.shape[-2:])} pixels is smaller than the "

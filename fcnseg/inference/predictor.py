@@ -23,6 +23,7 @@ from ..data.bands import Raster
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..models import FCN, ModelMeta
+from ..models.tta import tta_scales, tta_scores
 from . import precision as calibration
 from .backends import make_backend
 from .inputs import ImageLike, as_image_tensor, check_batch
@@ -63,6 +64,9 @@ class Predictor:
         batch_size: images of one size run together, this many at a time (on CPU, at most
             :data:`CPU_PASS_PIXELS` pixels' worth).
         compile: ``torch.compile`` the network (slow to start, per image size).
+        tta: test-time augmentation: class probabilities averaged over horizontal flips and
+            the scales 0.75, 1 and 1.25 (``True``) or those given; six passes per image (two
+            per scale), so about six times the time. Tiles are augmented one by one.
     """
 
     def __init__(
@@ -76,6 +80,7 @@ class Predictor:
         overlap: int | None = None,
         batch_size: int = 8,
         compile: bool = False,
+        tta: bool | Sequence[float] = False,
     ) -> None:
         if precision not in calibration.PRECISIONS:
             raise ConfigError(
@@ -84,6 +89,7 @@ class Predictor:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch size must be a whole number ≥ 1, not {batch_size!r}")
         self.device, self.batch_size = resolve_device(device), batch_size
+        self.tta = tta_scales(tta)
         self.backend = make_backend(
             "onnxruntime" if precision == "int8" else backend, model, self.device, compile=compile
         )
@@ -257,7 +263,19 @@ class Predictor:
 
     def _run(self, images: Tensor, out: Tensor, rows: Span, cols: Span, kind: Output) -> None:
         """Write the outputs of ``rows × cols`` of a batch into ``out``, band by band."""
+        precision = self.calibrate(images)
+        if self.tta is not None:  # whole-piece probabilities, averaged over the views
+            scores = tta_scores(
+                lambda x: self._whole(x, precision), images, scales=self.tta, parts=kind.parts
+            )
+            out.copy_(kind.of(scores[..., rows[0] : rows[1], cols[0] : cols[1]]))
+            return
         top = 0
-        for scores in self.backend.scores(images, rows, cols, self.calibrate(images)):
+        for scores in self.backend.scores(images, rows, cols, precision):
             out[..., top : top + scores.shape[-2], :].copy_(kind.of(scores))
             top += scores.shape[-2]
+
+    def _whole(self, images: Tensor, precision: str) -> Tensor:
+        """The full-resolution scores of a batch, all at once."""
+        h, w = images.shape[-2:]
+        return torch.cat(list(self.backend.scores(images, (0, h), (0, w), precision)), -2)

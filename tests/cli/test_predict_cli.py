@@ -142,3 +142,32 @@ def test_a_two_headed_model_writes_a_mask_per_head(folder, tmp_path):
         assert geo.getpalette()[:6] == [9, 9, 9, 7, 7, 7]
     with Image.open(out / "a_sem.png") as sem:
         assert np.array_equal(np.array(sem), expected[0].numpy())
+
+
+@pytest.mark.parametrize(
+    ("kind", "top", "dtype"), [("png", 65535, np.uint16), ("png8", 255, np.uint8)]
+)
+def test_two_class_probabilities_as_a_grey_png(folder, tmp_path, kind, top, dtype):
+    torch.manual_seed(0)
+    model = fcnseg.fcn8s(num_classes=2, backbone="timm:test_resnet")
+    for name, p in model.named_parameters():
+        if name.startswith("score") and name.endswith("weight"):
+            torch.nn.init.normal_(p, std=1.0)
+    path = tmp_path / "binary.safetensors"
+    fcnseg.save(model, path)
+    out = tmp_path / "out"
+    args = ["predict", str(path), str(folder / "a.png"), "--out", str(out)]
+    assert main([*args, "--probabilities", kind, "--precision", "fp32"]) == 0
+    predictor = fcnseg.Predictor(fcnseg.load(path), precision="fp32")
+    expected = predictor.probabilities(Image.open(folder / "a.png"))[1].numpy()
+    with Image.open(out / "a_prob.png") as written:
+        values = np.array(written)
+    assert values.dtype == dtype and np.abs(values / top - expected).max() <= 0.5 / top + 1e-6
+    with Image.open(out / "a.png") as mask:
+        assert np.array_equal(np.array(mask), (expected > 0.5).astype(np.uint8))
+
+
+def test_probability_png_needs_two_classes(checkpoint, folder, tmp_path, capsys):
+    args = ["predict", str(checkpoint), str(folder), "--out", str(tmp_path / "o")]
+    assert main([*args, "--probabilities", "png"]) == 2
+    assert "two-class model; this one has 3 classes" in capsys.readouterr().err

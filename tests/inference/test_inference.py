@@ -220,3 +220,42 @@ def test_auto_tiles_only_images_above_the_threshold(monkeypatch):
     labels = predictor(torch.randint(0, 256, (3, 500, 520), dtype=torch.uint8, generator=g))
     assert labels.shape == (500, 520)
     assert len(seen) == 4 and max(max(s[-2:]) for s in seen) <= 320
+
+
+def test_tta_averages_probabilities_over_the_flipped_view() -> None:
+    from fcnseg.models.tta import tta_scores
+
+    torch.manual_seed(0)
+    model = fcnseg.fcn8s(num_classes=3, backbone="timm:test_resnet").eval()
+    for name, p in model.named_parameters():
+        if name.startswith("score"):
+            torch.nn.init.normal_(p, std=0.2)
+    x = torch.randn(1, 3, 37, 50)
+    with torch.no_grad():
+        got = tta_scores(model, x, scales=(1.0,), parts=[slice(0, 3)])
+        by_hand = (model(x).softmax(1) + model(x.flip(-1)).softmax(1).flip(-1)) / 2
+    assert torch.allclose(got.exp(), by_hand, atol=1e-6)
+
+
+def test_predictor_and_evaluate_apply_the_same_tta(tmp_path) -> None:
+    from fcnseg.data import build_dataset, make_synthetic
+    from fcnseg.evaluation import evaluate
+    from fcnseg.evaluation.metrics import ConfusionMatrix
+
+    torch.manual_seed(0)
+    model = fcnseg.fcn8s(num_classes=6, backbone="timm:test_resnet").eval()
+    for name, p in model.named_parameters():
+        if name.startswith("score") and name.endswith("weight"):
+            torch.nn.init.normal_(p, std=1.0)
+    dataset = build_dataset("synthetic", make_synthetic(tmp_path, n_train=1, n_val=2), "val")
+    predictor = fcnseg.Predictor(model, precision="fp32", tta=True)
+    matrix = ConfusionMatrix(6)
+    for image, mask in dataset:
+        matrix.update(predictor(image).long(), mask)
+    result = evaluate(model, dataset, tta=True)
+    assert result["tta"] == [0.75, 1.0, 1.25]
+    # Resizing raw or normalised images differs only by rounding: near-ties may flip.
+    differ = (matrix.matrix - torch.tensor(result["confusion"])).abs().sum().item()
+    assert differ <= 2e-3 * matrix.matrix.sum().item()
+    plain = evaluate(model, dataset)
+    assert plain["confusion"] != result["confusion"]  # the views change some pixels
