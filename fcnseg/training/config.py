@@ -137,6 +137,11 @@ class TrainConfig:
         metavar="CKPT",
     )
     freeze_backbone: bool = _setting(False, "train only the score and upsampling layers")
+    checkpoint_activations: bool = _setting(
+        False,
+        "keep only each backbone stage's output and recompute the rest in the backward "
+        "pass: large images or crops in less memory, for about one more forward's time",
+    )
     sync_bn: bool = _setting(False, "synchronise batch norm across processes (torchrun)")
     # -- optimisation
     recipe: str = _setting("modern", "defaults for the settings below", choices=["modern", "paper"])

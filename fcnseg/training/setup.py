@@ -129,6 +129,7 @@ def _model(config: TrainConfig, dataset: SegmentationDataset, say: Callable[[str
     if config.init_from and start:
         n = init_from(model, config.init_from)
         say(f"initialised {n} of {len(model.state_dict())} tensors from {config.init_from}")
+    model.backbone.checkpointing = config.checkpoint_activations
     if config.freeze_backbone:
         # Transfer learning: the backbone's features and statistics stay as they are.
         model.backbone.requires_grad_(False)

@@ -500,3 +500,27 @@ def test_repeat_passes_over_a_small_set_per_epoch_with_fresh_augmentation(data, 
     # Sample 0 in the first and in the second pass: the same image, another random crop.
     first, second = items[(0, 0)], items[(0, n)]
     assert not torch.equal(first[0], second[0])
+
+
+def test_checkpointed_activations_give_the_same_step() -> None:
+    """Recomputing the backbone's stages in the backward pass changes memory, not the
+    gradients, and batch norm's running statistics move as far as in one plain step."""
+    torch.manual_seed(0)
+    plain = build_fcn("fcn8s", num_classes=3, backbone="timm:test_resnet").train()
+    for name, p in plain.named_parameters():
+        if name.startswith("score") and name.endswith("weight"):
+            torch.nn.init.normal_(p, std=0.5)
+    recomputed = build_fcn("fcn8s", num_classes=3, backbone="timm:test_resnet").train()
+    recomputed.load_state_dict(plain.state_dict())
+    recomputed.backbone.checkpointing = True
+    x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64))
+    for model in (plain, recomputed):
+        F.cross_entropy(model(x), y).backward()
+    for (name, a), b in zip(plain.named_parameters(), recomputed.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-6), name
+    for (name, a), b in zip(plain.named_buffers(), recomputed.buffers(), strict=True):
+        if a.dtype.is_floating_point:
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), name
+    recomputed.backbone.checkpointing = False
+    momenta = [m.momentum for m in recomputed.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert momenta and momenta == pytest.approx([0.1] * len(momenta))

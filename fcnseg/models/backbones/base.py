@@ -13,6 +13,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
+import torch.utils.checkpoint
 import torchvision
 from torch import Tensor, nn
 
@@ -74,13 +75,38 @@ class Backbone(nn.Sequential):
             if strides is None or stride in strides
         }
         out: dict[int, Tensor] = {}
+        segment: list[nn.Module] = []
+        recompute = self.checkpointing and self.training and torch.is_grad_enabled()
         for name, layer in self.named_children():
-            x = layer(x)
+            segment.append(layer)
+            # Every tap ends a segment; checkpointed, a segment keeps only its input for the
+            # backward pass and computes the rest again there.
             if name in wanted:
+                x = _run(segment, x, recompute)
+                segment = []
                 out[wanted[name]] = x
                 if len(out) == len(wanted):
                     break
         return out
+
+    @property
+    def checkpointing(self) -> bool:
+        """Whether training recomputes each stage's activations in the backward pass instead
+        of keeping them (activation checkpointing: less memory, one more forward's time)."""
+        return getattr(self, "_checkpointing", False)
+
+    @checkpointing.setter
+    def checkpointing(self, on: bool) -> None:
+        if on == self.checkpointing:
+            return
+        self._checkpointing = on
+        # A recomputed stage updates batch-norm running statistics a second time, from the
+        # same batch: momentum m' = 1 − √(1 − m) makes the two updates one of momentum m.
+        for norm in self.modules():
+            if isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.momentum is not None:
+                norm.momentum = (
+                    1 - math.sqrt(1 - norm.momentum) if on else 1 - (1 - norm.momentum) ** 2
+                )
 
     def field(self, stride: int) -> Field:
         """The tap's receptive field. For a net with global context inside (squeeze-excite) or
@@ -116,6 +142,19 @@ class Backbone(nn.Sequential):
             raise ValueError("the backbone accepts no input up to 8× its output stride")
         finally:
             self.train(was_training)
+
+
+def _run(layers: list[nn.Module], x: Tensor, recompute: bool) -> Tensor:
+    """``layers`` in turn, checkpointed as one segment if ``recompute``."""
+
+    def segment(value: Tensor) -> Tensor:
+        for layer in layers:
+            value = layer(value)
+        return value
+
+    if recompute:
+        return torch.utils.checkpoint.checkpoint(segment, x, use_reentrant=False)
+    return segment(x)
 
 
 def build_backbone(
