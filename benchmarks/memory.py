@@ -68,14 +68,17 @@ def main() -> None:
     (HERE / "results").mkdir(exist_ok=True)
     report = {"rows": rows, "machine": machine(), "command": " ".join(sys.argv)}
     (HERE / "results" / "memory.json").write_text(json.dumps(report, indent=2))
-    print(
-        f"{'case':20} {'checkpointing':>13} {'peak MiB':>9} {'s/step':>7} {'mem ×':>6} {'time ×':>7}"
-    )
+    header = ("case", "checkpointing", "peak MiB", "s/step", "mem ×", "time ×")
+    print(f"{header[0]:20} " + " ".join(f"{h:>13}" for h in header[1:]))
     for r in rows:
-        print(
-            f"{r['case']:20} {str(r['checkpointing']):>13} {r['peak_rss_mib']:9} "
-            f"{r['seconds_per_step']:7.2f} {r.get('memory_ratio', 1):6.2f} {r.get('time_ratio', 1):7.2f}"
+        values = (
+            str(r["checkpointing"]),
+            str(r["peak_rss_mib"]),
+            f"{r['seconds_per_step']:.2f}",
+            f"{r.get('memory_ratio', 1):.2f}",
+            f"{r.get('time_ratio', 1):.2f}",
         )
+        print(f"{r['case']:20} " + " ".join(f"{v:>13}" for v in values))
 
 
 if __name__ == "__main__":
