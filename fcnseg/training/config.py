@@ -43,7 +43,9 @@ class TrainConfig:
 
     # -- data
     dataset: str | None = _setting(
-        None, "dataset reader: synthetic, folder, voc, sbd, camvid", metavar="NAME"
+        None,
+        "dataset reader: folder, camvid, chase_db1, coco... (all: fcnseg.list_datasets())",
+        metavar="NAME",
     )
     root: str | None = _setting(None, "dataset root directory", metavar="DIR")
     train_split: str = _setting("train", "split to train on", metavar="SPLIT")
