@@ -142,7 +142,8 @@ class TrainConfig:
     checkpoint_activations: bool = _setting(
         False,
         "keep only each backbone stage's output and recompute the rest in the backward "
-        "pass: large images or crops in less memory, for about one more forward's time",
+        "pass: large images or crops in less memory, for more time per step "
+        "(benchmarks/memory.py measures the trade)",
     )
     sync_bn: bool = _setting(False, "synchronise batch norm across processes (torchrun)")
     # -- optimisation
