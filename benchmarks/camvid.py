@@ -104,7 +104,7 @@ def main() -> None:
         "--root", type=Path, default=HERE.parents[1] / "shared" / "datasets" / "camvid"
     )
     parser.add_argument("--out", type=Path, default=Path("runs/camvid"))
-    parser.add_argument("--model", default="fcn8s", choices=["fcn32s", "fcn16s", "fcn8s"])
+    parser.add_argument("--model", default="fcn8s", choices=fcnseg.list_models())
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
     parser.add_argument(
         "--ablation", action="store_true", help="train FCN-32s, 16s and 8s with the same schedule"
