@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["non_negative", "positive", "probability", "report_skipped"]
+__all__ = ["add_tta", "non_negative", "positive", "probability", "report_skipped"]
+
+
+def add_tta(parser: argparse.ArgumentParser) -> None:
+    """``--tta``, the same for ``predict`` and ``eval``."""
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: probabilities averaged over flips and scales 0.75, 1, "
+        "1.25 (six passes per image)",
+    )
 
 
 def positive(text: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import non_negative, positive, probability, report_skipped
+from .common import add_tta, non_negative, positive, probability, report_skipped
 
 DESCRIPTION = (
     "Score a model at full resolution: pixel accuracy, mean accuracy, mean IU, "
@@ -58,12 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="masks named after their image by a pattern, e.g. '{stem}_1stHO.png'",
     )
     parser.add_argument("--categories", metavar="NAMES", help="COCO categories, as in training")
-    parser.add_argument(
-        "--tta",
-        action="store_true",
-        help="test-time augmentation: probabilities averaged over flips and scales 0.75, 1, "
-        "1.25 (six passes per image)",
-    )
+    add_tta(parser)
     parser.add_argument(
         "--threshold",
         type=probability,

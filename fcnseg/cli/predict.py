@@ -40,7 +40,7 @@ from ..inference.backends import BACKENDS
 from ..inference.precision import PRECISIONS
 from ..inference.tiling import AUTO_TILE, AUTO_TILE_PIXELS
 from ..models import FCN
-from .common import non_negative, positive
+from .common import add_tta, non_negative, positive
 from .predict_io import (
     TILED_MAX_PIXELS,
     Writer,
@@ -120,12 +120,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "two-class models the foreground's as a 16-bit (png) or 8-bit (png8) grey PNG, to "
         "choose a threshold of your own",
     )
-    parser.add_argument(
-        "--tta",
-        action="store_true",
-        help="test-time augmentation: probabilities averaged over flips and scales 0.75, 1, "
-        "1.25 (six passes per image)",
-    )
+    add_tta(parser)
     parser.add_argument(
         "--skip-bad",
         action="store_true",
@@ -186,11 +181,11 @@ def run(args: argparse.Namespace) -> int:
     bad: list[tuple[Path, str]] = []
     tiled, channels = args.tile is not None, predictor.meta.in_channels
     # Georeferenced rasters are read window by window and give GeoTIFF masks in place.
-    rasters = [i for i, p in enumerate(paths) if georeferenced(p)]
-    images = [p for i, p in enumerate(paths) if i not in set(rasters)]
+    rasters = {i for i, p in enumerate(paths) if georeferenced(p)}
+    images = [p for i, p in enumerate(paths) if i not in rasters]
     reading = (args.batch_size, tiled, args.skip_bad, bad, args.max_pixels, channels)
     with tqdm(total=len(paths), unit="image", desc="predict", file=sys.stderr) as bar:
-        for i in rasters:
+        for i in sorted(rasters):
             try:
                 segment_raster(predictor, paths[i], writer, names[i], args.max_pixels)
             except DataError as exc:
@@ -198,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
                     raise
                 bad.append((paths[i], str(exc)))
             bar.update()
-        names = [n for i, n in enumerate(names) if i not in set(rasters)]
+        names = [n for i, n in enumerate(names) if i not in rasters]
         for batch in batches(images, *reading):
             if args.probabilities is None:
                 tensors = [as_image_tensor(im, channels) for _, im in batch]

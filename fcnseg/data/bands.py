@@ -13,6 +13,7 @@ statistics.
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -41,6 +42,7 @@ RASTER_SUFFIXES = frozenset({".tif", ".tiff"})
 _PIL_BANDS = {"1": "L", "L": "L", "LA": "LA", "RGB": "RGB", "RGBA": "RGBA", "P": "RGB"}
 
 
+@functools.cache
 def has_rasterio() -> bool:
     try:
         import rasterio  # noqa: F401

@@ -133,10 +133,12 @@ def confusion(
     boundary: int | None = None,
     threshold: float | None = None,
     tta: tuple[float, ...] | None = None,
+    roc: bool = False,
 ) -> Counts:
     """The counts of ``model`` over ``dataset``: its confusion matrix (and its boundary band's),
-    and for two classes the foreground probabilities. ``threshold``: for two classes, a pixel
-    is foreground when its probability reaches it (default: the larger score, i.e. 0.5).
+    and with ``roc`` (two classes only) the foreground probabilities. ``threshold``: for two
+    classes, a pixel is foreground when its probability reaches it (default: the larger
+    score, i.e. 0.5).
 
     Counts are exact sums over pixels, so those of shards of a dataset add up to those of the
     whole (what distributed validation all-reduces).
@@ -145,7 +147,7 @@ def confusion(
     counts = Counts(ConfusionMatrix(num_classes, ignore_index=ignore_index))
     if boundary is not None:
         counts.band = ConfusionMatrix(num_classes, ignore_index=ignore_index)
-    if num_classes == 2:
+    if roc and num_classes == 2:
         counts.roc = RocHistogram(ignore_index=ignore_index)
     for logits, target in _batches(
         model,
@@ -158,12 +160,11 @@ def confusion(
         channels_last=channels_last,
         tta=tta,
     ):
-        if counts.roc is not None:
+        if threshold is not None or counts.roc is not None:
             foreground = logits.softmax(1)[:, 1]
-            counts.roc.update(foreground, target)
-            pred = foreground >= threshold if threshold is not None else logits.argmax(1)
-        else:
-            pred = logits.argmax(1)
+            if counts.roc is not None:
+                counts.roc.update(foreground, target)
+        pred = foreground >= threshold if threshold is not None else logits.argmax(1)
         counts.whole.update(pred, target)
         if counts.band is not None:
             near = boundary_band(target, boundary)
@@ -271,6 +272,7 @@ def evaluate(
         boundary=boundary,
         threshold=threshold,
         tta=scales,
+        roc=True,
         **options,
     )
     result = {**summarize(counts.whole, dataset.classes), "images": len(dataset)}
