@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoint",
         metavar="CKPT",
-        help="a model file (best.safetensors) or a training checkpoint",
+        help="a model file (best.safetensors), a training checkpoint, or an address "
+        "(hf://OWNER/REPO, https://…)",
     )
     parser.add_argument("--dataset", required=True, help="dataset reader")
     parser.add_argument("--root", required=True, help="dataset root directory")

@@ -13,7 +13,11 @@ DESCRIPTION = "Export a trained model to ONNX (uint8 RGB in, logits out), checke
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path, help="model file written by fcnseg train/save")
+    parser.add_argument(
+        "checkpoint",
+        metavar="CKPT",
+        help="model file written by fcnseg train/save, or its address (hf://OWNER/REPO, https://…)",
+    )
     parser.add_argument(
         "--onnx",
         type=Path,

@@ -61,9 +61,9 @@ DESCRIPTION = "Segment images with a trained model: palette PNG masks and overla
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoint",
-        type=Path,
         metavar="CKPT",
-        help="model file (fcnseg save/train) or an .onnx file from fcnseg export",
+        help="model file (fcnseg save/train), its address (hf://OWNER/REPO, https://…), "
+        "or an .onnx file from fcnseg export",
     )
     parser.add_argument(
         "inputs",
@@ -146,13 +146,13 @@ def tile_size(text: str) -> int | str | None:
 
 
 def _model(args: argparse.Namespace, device: torch.device) -> FCN | Path:
-    if args.checkpoint.suffix.lower() == ".onnx":
+    if args.checkpoint.lower().endswith(".onnx"):
         if args.backend != "onnxruntime":
             raise FcnsegError(
                 f"{args.checkpoint}: an ONNX file runs with --backend "
                 "onnxruntime; or pass the .safetensors model"
             )
-        return args.checkpoint
+        return Path(args.checkpoint)
     return load(args.checkpoint, map_location=str(device)).eval()
 
 

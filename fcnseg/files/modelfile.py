@@ -20,6 +20,7 @@ from ..models import FCN, ModelMeta, build_fcn
 from .atomic import atomic_write
 from .checkpoint import read_checkpoint
 from .header import MODEL_KEY, TRAIN_KEY, read_header, read_json, tensor_shape
+from .hub import locate
 
 __all__ = ["load", "read_metadata", "read_weights", "rebuild", "save"]
 
@@ -50,7 +51,9 @@ def save(model: FCN, path: str | Path, **metadata: Any) -> None:
 
 
 def read_metadata(path: str | Path) -> ModelMeta:
-    """The metadata of a model file or training checkpoint, checked, without its weights."""
+    """The metadata of a model file or training checkpoint, checked, without its weights.
+    ``path`` may be an ``hf://`` or ``https://`` address (:mod:`.hub`)."""
+    path = locate(path)
     return _metadata(path, read_header(path))
 
 
@@ -83,7 +86,8 @@ def _metadata(path: str | Path, header: dict[str, str]) -> ModelMeta:
 
 
 def read_weights(path: str | Path) -> tuple[ModelMeta, dict[str, Tensor]]:
-    """The metadata and weights of a model file or a training checkpoint."""
+    """The metadata and weights of a model file or a training checkpoint (or its address)."""
+    path = locate(path)
     header = read_header(path)
     meta = _metadata(path, header)
     if TRAIN_KEY in header:
@@ -118,6 +122,10 @@ def rebuild(meta: ModelMeta, state: dict[str, Tensor], path: str | Path) -> FCN:
 
 
 def load(path: str | Path, *, map_location: str = "cpu") -> FCN:
-    """Rebuild the FCN of a model file (:func:`save`) or of a training checkpoint."""
+    """Rebuild the FCN of a model file (:func:`save`) or of a training checkpoint.
+
+    ``path`` may also be an address, ``hf://OWNER/REPO[/FILE]`` or ``https://…[#sha256=…]``,
+    read through the standard caches (:mod:`fcnseg.files.hub`).
+    """
     meta, state = read_weights(path)
     return rebuild(meta, state, path).to(map_location)

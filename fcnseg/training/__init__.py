@@ -16,7 +16,7 @@ Owns: turning data and a model into trained weights. May import: models, data, e
 
 from .config import TrainConfig
 from .loop import Trainer, train
-from .setup import init_from
 from .state import TrainState
+from .transfer import Transfer, init_from
 
-__all__ = ["TrainConfig", "TrainState", "Trainer", "init_from", "train"]
+__all__ = ["TrainConfig", "TrainState", "Trainer", "Transfer", "init_from", "train"]

@@ -135,8 +135,16 @@ class TrainConfig:
     at_once: bool = _setting(False, "train FCN-16s/8s all at once, skips scaled (PAMI §4.3)")
     init_from: str | None = _setting(
         None,
-        "start from the weights of CKPT whose names and shapes match (staged training, §4.2)",
+        "start from the weights of CKPT (a file or hf://OWNER/REPO) whose names and shapes "
+        "match: staged training (§4.2), or fine-tuning a model of other classes, whose score "
+        "layers then start afresh",
         metavar="CKPT",
+    )
+    class_map: str | None = _setting(
+        None,
+        "with --init-from a model of other classes: carry the score rows of shared classes "
+        "over, by name: auto (same names), NEW=OLD,NEW=OLD, or a .json/.yaml file",
+        metavar="MAP",
     )
     freeze_backbone: bool = _setting(False, "train only the score and upsampling layers")
     checkpoint_activations: bool = _setting(
@@ -265,6 +273,10 @@ class TrainConfig:
                     f"{', '.join(choices)}, not {value!r}"
                 )
             setattr(self, f.name, value)
+        if self.class_map and not self.init_from:
+            raise ConfigError(
+                "--class-map: maps the classes of an --init-from model; give --init-from CKPT"
+            )
         if not self.dataset or not self.root:
             raise ConfigError(
                 "no dataset given; pass --dataset NAME --root DIR "

@@ -33,15 +33,15 @@ from ..data import (
     reader_options,
     train_transform,
 )
-from ..errors import CheckpointError, ConfigError, DataError, FcnsegError
-from ..files import read_weights
+from ..errors import ConfigError, DataError, FcnsegError
 from ..models import FCN, Normalization, build_fcn
 from .config import TrainConfig
 from .distributed import EpochSampler, Processes, Repeated, SeededItems, mix
 from .loss import HeadsLoss, build_loss
 from .optim import build_optimizer, lr_factor
+from .transfer import init_from
 
-__all__ = ["Run", "build_run", "init_from"]
+__all__ = ["Run", "build_run"]
 
 
 @dataclass
@@ -62,38 +62,6 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     skipped: list[str]  # --skip-bad's messages
-
-
-def init_from(model: FCN, path: str) -> int:
-    """Load into ``model`` every tensor of ``path`` whose name and shape match (§4.2 staging).
-
-    Used to grow FCN-16s from FCN-32s and FCN-8s from FCN-16s: the new score layers are absent
-    from the coarser net and stay zero, so the finer net starts out computing exactly what the
-    coarser one did. The input normalisation comes along with the weights it was trained with.
-
-    Returns:
-        The number of tensors loaded.
-
-    Raises:
-        CheckpointError: ``path`` was trained for another number of classes or backbone.
-    """
-    meta, state = read_weights(path)
-    for key, what in (
-        ("num_classes", "classes"),
-        ("backbone", "backbone"),
-        ("in_channels", "input channels"),
-    ):
-        if getattr(meta, key) != getattr(model.meta, key):
-            raise CheckpointError(
-                f"{path}: made for {what} {getattr(meta, key)} but this model "
-                f"has {getattr(model.meta, key)}; --init-from needs the same "
-                f"{what}"
-            )
-    own = model.state_dict()
-    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(matched, strict=False)
-    model.normalization = meta.normalization
-    return len(matched)
 
 
 def _model(config: TrainConfig, dataset: SegmentationDataset, say: Callable[[str], None]) -> FCN:
@@ -127,8 +95,8 @@ def _model(config: TrainConfig, dataset: SegmentationDataset, say: Callable[[str
     if start:
         model.normalization = _measured_normalization(model, dataset, say)
     if config.init_from and start:
-        n = init_from(model, config.init_from)
-        say(f"initialised {n} of {len(model.state_dict())} tensors from {config.init_from}")
+        for line in init_from(model, config.init_from, config.class_map).lines():
+            say(line)
     model.backbone.checkpointing = config.checkpoint_activations
     if config.freeze_backbone:
         # Transfer learning: the backbone's features and statistics stay as they are.

@@ -193,14 +193,18 @@ def test_eval_refuses_another_class_count(data, tmp_path, capsys) -> None:
     assert not (tmp_path / "scores.json").exists()
 
 
-def test_init_from_another_class_count_is_one_line(data, tmp_path, capsys) -> None:
+def test_fine_tuning_across_class_sets_logs_what_was_taken(data, tmp_path, capsys) -> None:
     path = tmp_path / "four.safetensors"
-    fcnseg.save(build_fcn("fcn32s", num_classes=4, backbone="timm:test_resnet"), path)
-    code = main(
-        [*TRAIN, "--root", str(data), "--out", str(tmp_path / "run"), "--init-from", str(path)]
-    )
-    assert code == 2
-    assert "--init-from needs the same classes" in _one_error_line(capsys)
+    other = build_fcn("fcn32s", num_classes=4, backbone="timm:test_resnet")
+    fcnseg.save(other, path, classes=["a", "b", "c", "d"])
+    out = tmp_path / "run"
+    code = main([*TRAIN, "--root", str(data), "--out", str(out), "--init-from", str(path)])
+    assert code == 0
+    log = capsys.readouterr().out
+    assert f"tensors from {path}" in log
+    assert "not taken: score_fr.weight (other classes: started as §4.2)" in log
+    assert main([*TRAIN, "--root", str(data), "--out", str(out), "--class-map", "auto"]) == 2
+    assert "give --init-from CKPT" in _one_error_line(capsys)
 
 
 def test_bad_settings_are_one_line(data, tmp_path, capsys) -> None:

@@ -15,10 +15,10 @@ import yaml
 import fcnseg
 from fcnseg import load as load_model
 from fcnseg.data import make_synthetic
-from fcnseg.errors import CheckpointError, FcnsegError
+from fcnseg.errors import FcnsegError
 from fcnseg.files.checkpoint import read_checkpoint as read_state
 from fcnseg.models import build_fcn
-from fcnseg.training import Trainer, init_from
+from fcnseg.training import Trainer
 from fcnseg.training import train as run_training
 from fcnseg.training.config import TrainConfig
 from fcnseg.training.distributed import EpochSampler
@@ -236,34 +236,6 @@ def test_freeze_backbone_trains_only_the_new_layers(data, tmp_path) -> None:
     for name, tensor in after.backbone.state_dict().items():
         assert torch.equal(tensor, before[name]), name  # weights and batch-norm statistics
     assert after.score_fr.weight.abs().sum() > 0
-
-
-def test_init_from_loads_matching_tensors_and_keeps_new_scores_at_zero(tmp_path) -> None:
-    torch.manual_seed(0)
-    coarse = build_fcn("fcn32s", num_classes=4, backbone=BACKBONE)
-    for p in coarse.parameters():
-        p.data.normal_()
-    fcnseg.save(coarse, tmp_path / "coarse.safetensors")
-    fine = build_fcn("fcn8s", num_classes=4, backbone=BACKBONE)
-    upscore2 = fine.upscore2.weight.clone()
-    loaded = init_from(fine, tmp_path / "coarse.safetensors")
-    assert loaded == len(coarse.backbone.state_dict()) + 2  # backbone and score_fr
-    for name, tensor in coarse.backbone.state_dict().items():
-        assert torch.equal(fine.backbone.state_dict()[name], tensor)
-    assert torch.equal(fine.score_fr.weight, coarse.score_fr.weight)
-    # §4.2: the new skips add nothing at first; the 2× upsampling is still bilinear.
-    assert fine.score_pool4.weight.abs().sum() == 0 and fine.score_pool3.weight.abs().sum() == 0
-    assert torch.equal(fine.upscore2.weight, upscore2)
-
-
-@pytest.mark.filterwarnings("ignore:receptive field")  # test_efficientnet's squeeze-excite
-def test_init_from_refuses_another_class_count_or_backbone(tmp_path) -> None:
-    path = tmp_path / "m.safetensors"
-    fcnseg.save(build_fcn("fcn32s", num_classes=4, backbone=BACKBONE), path)
-    with pytest.raises(CheckpointError, match=r"classes 4 but this model has 5"):
-        init_from(build_fcn("fcn8s", num_classes=5, backbone=BACKBONE), path)
-    with pytest.raises(CheckpointError, match="backbone"):
-        init_from(build_fcn("fcn8s", num_classes=4, backbone="timm:test_efficientnet"), path)
 
 
 def test_epoch_sampler_skips_exactly_the_samples_seen() -> None:
