@@ -34,6 +34,7 @@ _PUBLIC = {
     "receptive_field": "fcnseg.blocks",
     "shift_and_stitch": "fcnseg.blocks",
     "list_datasets": "fcnseg.data",
+    "import_caffe": "fcnseg.files",
     "load": "fcnseg.files",
     "load_reference": "fcnseg.files",
     "save": "fcnseg.files",

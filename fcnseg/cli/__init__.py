@@ -28,6 +28,7 @@ COMMANDS = {
     "eval": ("eval", "score a model on a dataset (§5 metrics)"),
     "predict": ("predict", "segment images with a trained model"),
     "export": ("export", "export a trained model (e.g. to ONNX)"),
+    "import-caffe": ("import_caffe", "import the authors' trained FCNs (.caffemodel, .pth)"),
     "push": ("push", "publish a model on the Hugging Face Hub with its model card"),
     "data": ("data", "check a dataset before training (fcnseg data check ROOT)"),
     "demo": ("demo", "train FCN-32s and FCN-8s on synthetic data and write a report"),

@@ -58,7 +58,7 @@ def load_reference(state_dict: Mapping[str, Tensor] | str | Path, *, variant: st
     for ref, key in wanted.items():
         tensor = state[ref]
         if key == final:
-            tensor = _per_class_kernel(tensor, own[key], source, ref)
+            tensor = per_class_kernel(tensor, own[key], source, ref)
         if tensor.shape != own[key].shape:
             raise CheckpointError(
                 f"{source}: {ref} is {tuple(tensor.shape)}, expected "
@@ -69,7 +69,7 @@ def load_reference(state_dict: Mapping[str, Tensor] | str | Path, *, variant: st
     return model
 
 
-def _per_class_kernel(tensor: Tensor, own: Tensor, source: str, name: str) -> Tensor:
+def per_class_kernel(tensor: Tensor, own: Tensor, source: str, name: str) -> Tensor:
     """The reference stores the fixed final upsampling as a C×C×k×k kernel that is zero off
     the diagonal; :class:`FixedUpsample` keeps only the diagonal."""
     c = own.shape[0]
