@@ -33,11 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.suffix != ".safetensors":
         raise FcnsegError(f"--out {args.out}: name a .safetensors file, e.g. voc-fcn8s.safetensors")
-    meta = import_caffe(args.source, args.out, dataset=args.dataset)
-    heads = " + ".join(f"{n} {c}" for n, c in meta.heads) if meta.heads else meta.num_classes
-    print(
-        f"wrote {args.out}: {meta.variant} {meta.backbone} ({meta.geometry} geometry), "
-        f"{meta.extra['dataset']}, {heads} classes, {meta.in_channels} input channels"
-    )
-    print(f"  segment with: fcnseg predict {args.out} IMAGES --out masks/")
+    imported = import_caffe(args.source, args.out, dataset=args.dataset)
+    print(f"wrote {args.out}: {imported.summary}")
+    if imported.meta is not None:
+        print(f"  segment with: fcnseg predict {args.out} IMAGES --out masks/")
     return 0

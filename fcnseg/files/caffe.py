@@ -32,7 +32,7 @@ from ..data.datasets import voc_palette
 from ..data.readers.paper import CONTEXT_CLASSES, NYUD_CLASSES, SIFTFLOW_CLASSES
 from ..data.readers.voc import VOC_CLASSES
 from ..errors import CheckpointError
-from ..models import ModelMeta, Normalization, build_fcn
+from ..models import BACKBONES, ModelMeta, Normalization, build_fcn
 from ..models.fcn import AT_ONCE_SCALE
 from ..models.normalization import CAFFE_BGR
 from ..models.weights import read_state_dict
@@ -41,7 +41,7 @@ from .protobuf import Blob, Layer, read_caffemodel
 from .reference import per_class_kernel
 from .streamed import Part, write_safetensors
 
-__all__ = ["DATASETS", "import_caffe"]
+__all__ = ["DATASETS", "Imported", "import_caffe"]
 
 CHUNK = 1 << 22  # values copied at a time: 16 MB
 
@@ -79,6 +79,17 @@ DATASETS = {
     ),
 }
 BY_CLASSES = {21: "voc", 40: "nyud", 60: "context"}
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What :func:`import_caffe` wrote: an FCN model file (``meta``), or ImageNet weights for
+    a backbone (``meta`` is ``None``), and a one-line summary."""
+
+    path: Path
+    backbone: str
+    meta: ModelMeta | None
+    summary: str
 
 
 class _Weights:
@@ -160,7 +171,7 @@ def import_caffe(source: str | Path, out: str | Path, *, dataset: str | None = N
             ``nyud`` or ``siftflow`` otherwise, found from the class count by default.
 
     Returns:
-        The metadata written.
+        What was written.
 
     Raises:
         CheckpointError: the file is not such a net, said in one line.
@@ -181,9 +192,11 @@ def import_caffe(source: str | Path, out: str | Path, *, dataset: str | None = N
         return _write(_from_caffemodel(source, f), Path(out), dataset)
 
 
-def _write(weights: _Weights, out: Path, dataset: str | None) -> ModelMeta:
+def _write(weights: _Weights, out: Path, dataset: str | None) -> Imported:
     path = weights.path
     names = weights.names()
+    if "inception_3a/1x1.weight" in names:
+        return _write_backbone(weights, out, "bvlc_googlenet")
     heads = None
     if "score_fr_sem.weight" in names:
         heads = {h: weights.shape(f"score_fr_{h}.weight")[0] for h in ("sem", "geo")}
@@ -232,9 +245,7 @@ def _write(weights: _Weights, out: Path, dataset: str | None) -> ModelMeta:
             parts.append(Part(key, shape, lambda k=kernel: [k.numpy().ravel()]))
             continue
         found = weights.shape(ref)
-        # Legacy blobs are 4-d (1×1×1×C biases, 1×1×O×I inner products): the values are the
-        # same, in the same order.
-        if int(np.prod(found)) != int(np.prod(shape)):
+        if not _same_size(found, shape):
             raise CheckpointError(
                 f"{path}: {ref} is {found}, expected {shape} for the reference {variant}"
             )
@@ -253,7 +264,45 @@ def _write(weights: _Weights, out: Path, dataset: str | None) -> ModelMeta:
         extra={"imported_from": path.name, "dataset": data.name},
     )
     write_safetensors(out, parts, {MODEL_KEY: json.dumps(meta.to_json())})
-    return meta
+    counts = " + ".join(f"{n} {c}" for n, c in heads.items()) if heads else str(num_classes)
+    summary = (
+        f"{variant} vgg16 (caffe geometry), {data.name}, {counts} classes, "
+        f"{in_channels} input channels"
+    )
+    return Imported(out, "vgg16", meta, summary)
+
+
+def _write_backbone(weights: _Weights, out: Path, name: str) -> Imported:
+    """An ImageNet classifier's weights as the backbone ``name`` names them (Caffe's ``a/b``
+    is ``a.b``); its classifiers (``loss1/…``, ``loss2/…``, ``loss3/classifier``) are left
+    out, as the FCN replaces them (§4.1)."""
+    path = weights.path
+    with torch.device("meta"):
+        own = BACKBONES[name](geometry="modern", pretrained=False).state_dict()
+    parts, taken = [], set()
+    for key, tensor in own.items():
+        layer, param = key.rsplit(".", 1)
+        ref = f"{layer.replace('.', '/', 1)}.{param}"
+        taken.add(ref)
+        if ref not in weights.names() or not _same_size(weights.shape(ref), tensor.shape):
+            found = weights.shape(ref) if ref in weights.names() else "missing"
+            raise CheckpointError(
+                f"{path}: {ref} is {found}, expected {tuple(tensor.shape)} for {name}; "
+                "not BVLC's GoogLeNet"
+            )
+        parts.append(Part(key, tuple(tensor.shape), lambda r=ref: weights.chunks(r)))
+    unused = sorted(n for n in weights.names() - taken if not n.startswith("loss"))
+    if unused:
+        raise CheckpointError(f"{path}: layer {unused[0]} is not part of {name}")
+    write_safetensors(out, parts, {"fcnseg_backbone": name})
+    summary = f"ImageNet weights of {name}: --backbone {name} --pretrained-backbone {out}"
+    return Imported(out, name, None, summary)
+
+
+def _same_size(found: tuple[int, ...], wanted: tuple[int, ...]) -> bool:
+    """Whether a blob fills a tensor: legacy blobs are 4-d (1×1×1×C biases, 1×1×O×I inner
+    products), and the same values in the same order as the tensor's."""
+    return int(np.prod(found)) == int(np.prod(wanted))
 
 
 def _dataset(

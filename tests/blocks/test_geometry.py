@@ -31,6 +31,18 @@ def test_table1_nets_convolutionalized(name: str, size: int) -> None:
     assert (field.size, field.stride) == (size, 32)
 
 
+def test_the_papers_googlenet_has_table1s_field_and_torchvisions_its_own() -> None:
+    from fcnseg.models.backbones.bvlc import CLASSIFIER_POOL
+
+    bvlc = fcnseg.models.build_backbone("bvlc_googlenet")
+    # Table 1 counts the classifier's 7×7 average pooling, which the FCN discards (§4.1).
+    assert bvlc.field(32).size == 715
+    assert receptive_field(CLASSIFIER_POOL, bvlc.field(32)) == Field(907, 32, 126)
+    params = sum(p.numel() for p in bvlc.parameters())
+    assert 5.9e6 < params < 6.0e6  # Table 1: 6M (with the 21-class scoring layer)
+    assert fcnseg.models.build_backbone("googlenet").field(32).size == 379  # 3×3 for 5×5
+
+
 def test_transposed_convolution_undoes_a_convolution() -> None:
     down, up = nn.Conv2d(1, 1, 4, stride=2, padding=1), nn.ConvTranspose2d(1, 1, 4, 2, padding=1)
     field = receptive_field(nn.Sequential(down, up))

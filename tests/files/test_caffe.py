@@ -17,7 +17,7 @@ import fcnseg
 from fcnseg.cli import main
 from fcnseg.data.readers.paper import SIFTFLOW_CLASSES
 from fcnseg.data.readers.voc import VOC_CLASSES
-from fcnseg.errors import CheckpointError
+from fcnseg.errors import CheckpointError, ConfigError
 from fcnseg.models.normalization import CAFFE_BGR
 
 V1_TYPE = {"Convolution": 4, "Deconvolution": 39}
@@ -148,7 +148,7 @@ def test_old_layers_format_two_headed_siftflow(tmp_path) -> None:
     net = tmp_path / "siftflow-fcn16s-heavy.caffemodel"
     write_caffemodel(net, as_layers(state), v1=True)  # legacy 4-d blob shapes too
     out = tmp_path / "siftflow.safetensors"
-    meta = fcnseg.import_caffe(net, out)
+    meta = fcnseg.import_caffe(net, out).meta
     assert meta.heads == (("sem", 33), ("geo", 3))
     assert meta.classes == (*SIFTFLOW_CLASSES["semantic"], *SIFTFLOW_CLASSES["geometric"])
     model = fcnseg.load(out).eval()
@@ -187,3 +187,26 @@ def test_damaged_and_foreign_files_are_one_line(voc_state, tmp_path, capsys) -> 
         fcnseg.import_caffe(foreign, out)
     assert main(["import-caffe", str(whole), "--out", str(tmp_path / "m.onnx")]) == 2
     assert "name a .safetensors file" in capsys.readouterr().err
+
+
+def test_bvlc_googlenet_imports_as_backbone_weights(tmp_path, capsys) -> None:
+    torch.manual_seed(2)
+    backbone = fcnseg.models.build_backbone("bvlc_googlenet")
+    layers: dict[str, list[torch.Tensor]] = {}
+    for key, tensor in backbone.state_dict().items():
+        layer = key.rsplit(".", 1)[0].replace(".", "/", 1)  # inception_3a/5x5_reduce
+        layers.setdefault(layer, []).append(torch.randn_like(tensor))
+    layers["loss1/conv"] = [torch.randn(128, 512, 1, 1), torch.randn(128)]  # auxiliary
+    layers["loss3/classifier"] = [torch.randn(1000, 1024), torch.randn(1000)]
+    net = tmp_path / "bvlc_googlenet.caffemodel"
+    write_caffemodel(net, layers, v1=True)
+    out = tmp_path / "googlenet.safetensors"
+    assert main(["import-caffe", str(net), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"--backbone bvlc_googlenet --pretrained-backbone {out}" in said
+    model = fcnseg.fcn32s(num_classes=5, backbone="bvlc_googlenet", pretrained_backbone=str(out))
+    state = model.backbone.state_dict()
+    assert torch.equal(state["inception_4e.5x5.weight"], layers["inception_4e/5x5"][0])
+    assert torch.equal(state["conv1.7x7_s2.bias"], layers["conv1/7x7_s2"][1])
+    with pytest.raises(ConfigError, match="fcnseg import-caffe bvlc_googlenet"):
+        fcnseg.fcn32s(num_classes=5, backbone="bvlc_googlenet", pretrained_backbone=True)
