@@ -1,9 +1,10 @@
 """The authors' trained FCNs as fcnseg model files: their ``.caffemodel`` (read without Caffe,
 :mod:`.protobuf`) or the PyTorch port's converted ``.pth`` state dicts.
 
-The authors' nets are VGG16 FCNs in the reference geometry (``geometry="caffe"``), named as
-fcnseg names its layers (``conv1_1``… ``fc7``, ``score_fr``, ``upscore2``, ``score_pool4``…,
-with ``_sem``/``_geo`` for SIFT Flow's two heads). What a file holds says which net it is:
+The authors' nets are VGG16 FCNs (and one on CaffeNet, FCN-AlexNet) in the reference geometry
+(``geometry="caffe"``), named as fcnseg names its layers (``conv1_1``… ``fc7``, ``score_fr``,
+``upscore2``, ``score_pool4``…, with ``_sem``/``_geo`` for SIFT Flow's two heads). What a file
+holds says which net it is:
 
 * the variant by its skips (``score_pool4`` → FCN-16s, ``score_pool3`` → FCN-8s), the
   all-at-once nets by their ``scale_pool4``/``scale_pool3`` layers (PAMI §4.3);
@@ -151,11 +152,6 @@ def _check_layer(path: Path, layer: Layer) -> None:
             f"{path}: a late-fusion net (two streams, {layer.name}…), which fcnseg does not "
             "build; import nyud-fcn32s-color, -hha or -color-d (early fusion) instead"
         )
-    if layer.name == "conv1" and layer.blobs:
-        raise CheckpointError(
-            f"{path}: FCN-AlexNet (CaffeNet's grouped convolutions and LRN), which fcnseg "
-            "does not build yet; import a VGG16 FCN (voc-fcn32s, -16s, -8s…)"
-        )
 
 
 def import_caffe(source: str | Path, out: str | Path, *, dataset: str | None = None) -> ModelMeta:
@@ -197,6 +193,8 @@ def _write(weights: _Weights, out: Path, dataset: str | None) -> Imported:
     names = weights.names()
     if "inception_3a/1x1.weight" in names:
         return _write_backbone(weights, out, "bvlc_googlenet")
+    if "conv1.weight" in names and "score_fr.weight" not in names:
+        return _write_backbone(weights, out, "caffenet")
     heads = None
     if "score_fr_sem.weight" in names:
         heads = {h: weights.shape(f"score_fr_{h}.weight")[0] for h in ("sem", "geo")}
@@ -205,8 +203,10 @@ def _write(weights: _Weights, out: Path, dataset: str | None) -> Imported:
             f"{path}: no score_fr layer; not one of the authors' FCNs (an ImageNet classifier "
             "is not a segmentation net)"
         )
-    if "conv1_1.weight" not in names:
-        raise CheckpointError(f"{path}: no conv1_1 layer; not one of the authors' VGG16 FCNs")
+    # FCN-AlexNet's layers are conv1…conv5 (CaffeNet); the others' conv1_1… (VGG16).
+    backbone, first = ("caffenet", "conv1") if "conv1.weight" in names else ("vgg16", "conv1_1")
+    if f"{first}.weight" not in names:
+        raise CheckpointError(f"{path}: no conv1_1 layer; not one of the authors' FCNs")
     variant = (
         "fcn8s"
         if any(n.startswith("score_pool3") for n in names)
@@ -215,14 +215,14 @@ def _write(weights: _Weights, out: Path, dataset: str | None) -> Imported:
         else "fcn32s"
     )
     num_classes = sum(heads.values()) if heads else weights.shape("score_fr.weight")[0]
-    in_channels = weights.shape("conv1_1.weight")[1]
+    in_channels = weights.shape(f"{first}.weight")[1]
     data = _dataset(path, dataset, heads, num_classes, in_channels)
     at_once = _at_once(path, weights.scales)
     with torch.device("meta"):  # only the names and shapes: nothing allocated
         model = build_fcn(
             variant,
             num_classes=heads or num_classes,
-            backbone="vgg16",
+            backbone=backbone,
             geometry="caffe",
             at_once=at_once,
             in_channels=in_channels,
@@ -266,16 +266,17 @@ def _write(weights: _Weights, out: Path, dataset: str | None) -> Imported:
     write_safetensors(out, parts, {MODEL_KEY: json.dumps(meta.to_json())})
     counts = " + ".join(f"{n} {c}" for n, c in heads.items()) if heads else str(num_classes)
     summary = (
-        f"{variant} vgg16 (caffe geometry), {data.name}, {counts} classes, "
+        f"{variant} {backbone} (caffe geometry), {data.name}, {counts} classes, "
         f"{in_channels} input channels"
     )
-    return Imported(out, "vgg16", meta, summary)
+    return Imported(out, backbone, meta, summary)
 
 
 def _write_backbone(weights: _Weights, out: Path, name: str) -> Imported:
     """An ImageNet classifier's weights as the backbone ``name`` names them (Caffe's ``a/b``
-    is ``a.b``); its classifiers (``loss1/…``, ``loss2/…``, ``loss3/classifier``) are left
-    out, as the FCN replaces them (§4.1)."""
+    is ``a.b``; fully connected layers reshaped to the convolutions they become, §3.1); its
+    classifiers (``fc8``, ``loss1/…``, ``loss2/…``, ``loss3/classifier``) are left out, as the
+    FCN replaces them (§4.1)."""
     path = weights.path
     with torch.device("meta"):
         own = BACKBONES[name](geometry="modern", pretrained=False).state_dict()
@@ -288,10 +289,10 @@ def _write_backbone(weights: _Weights, out: Path, name: str) -> Imported:
             found = weights.shape(ref) if ref in weights.names() else "missing"
             raise CheckpointError(
                 f"{path}: {ref} is {found}, expected {tuple(tensor.shape)} for {name}; "
-                "not BVLC's GoogLeNet"
+                "not the Caffe net it names"
             )
         parts.append(Part(key, tuple(tensor.shape), lambda r=ref: weights.chunks(r)))
-    unused = sorted(n for n in weights.names() - taken if not n.startswith("loss"))
+    unused = sorted(n for n in weights.names() - taken if not n.startswith(("loss", "fc8")))
     if unused:
         raise CheckpointError(f"{path}: layer {unused[0]} is not part of {name}")
     write_safetensors(out, parts, {"fcnseg_backbone": name})

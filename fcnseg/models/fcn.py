@@ -88,16 +88,18 @@ class Crop(nn.Module):
 def _upsampling(coarse: Field, target: Field, factor: int, geometry: str) -> tuple[int, int]:
     """Kernel and padding of a ×``factor`` upsampling from ``coarse`` onto ``target``.
 
-    The reference nets use kernel ``2·factor`` without padding and crop afterwards. The modern
-    geometry picks the kernel's parity and the padding that put the upsampled map's first
-    position on ``target``'s: a transposed convolution moves the offset by
-    ``stride·(padding − (kernel − 1)/2)`` (§3.1 applied to §3.3).
+    A transposed convolution moves the offset by ``stride·(padding − (kernel − 1)/2)`` (§3.1
+    applied to §3.3), so the kernel's parity decides whether the upsampled positions can lie on
+    ``target``'s: ``2·factor`` where the coarse map sits half a position off them, ``2·factor −
+    1`` where it sits on them. The reference nets pad nothing and crop afterwards (which is why
+    FCN-AlexNet's final upsampling is 63 wide where the VGG16 nets' are 64); the modern
+    geometry picks the padding that puts the first positions together.
     """
-    if geometry == "caffe":
-        return 2 * factor, 0
     shift = (target.offset - coarse.offset) / target.stride
     half_position = abs(shift % 1 - 0.5) < 0.25
     kernel = 2 * factor if half_position else 2 * factor - 1
+    if geometry == "caffe":
+        return kernel, 0
     padding = max(0, round(shift + (kernel - 1) / 2))
     return kernel, padding
 

@@ -87,3 +87,10 @@ def test_modern_geometry_aligns_without_crops(vgg_models: dict, variant: str) ->
 def test_crop_offset_needs_equal_strides() -> None:
     with pytest.raises(GeometryError):
         crop_offset(Field(1, 2, 0), Field(1, 4, 0))
+
+
+def test_fcn_alexnet_final_upsampling_and_crop_are_the_prototxts() -> None:
+    # voc-fcn-alexnet: upscore is 63 wide, stride 32, and score crops by 18. A 64-wide kernel
+    # would leave the scores half a pixel off the image; the parity is computed, not chosen.
+    model = fcnseg.fcn32s(num_classes=21, backbone="alexnet", geometry="caffe")
+    assert model.upscore.weight.shape[-1] == 63 and model.crops == {"score": 18}

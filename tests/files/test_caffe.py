@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 import fcnseg
@@ -210,3 +211,43 @@ def test_bvlc_googlenet_imports_as_backbone_weights(tmp_path, capsys) -> None:
     assert torch.equal(state["conv1.7x7_s2.bias"], layers["conv1/7x7_s2"][1])
     with pytest.raises(ConfigError, match="fcnseg import-caffe bvlc_googlenet"):
         fcnseg.fcn32s(num_classes=5, backbone="bvlc_googlenet", pretrained_backbone=True)
+
+
+def fcn_alexnet_prototxt(s: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """voc-fcn-alexnet as its prototxt computes, written out: CaffeNet (groups, LRN after the
+    pooling), fc6/fc7 as convolutions, upscore 63 wide at stride 32, score cropped by 18."""
+
+    def conv(h: torch.Tensor, name: str, **kw: int) -> torch.Tensor:
+        return F.relu(F.conv2d(h, s[f"{name}.weight"], s[f"{name}.bias"], **kw))
+
+    def pool(h: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(h, 3, 2, ceil_mode=True)
+
+    h = F.local_response_norm(pool(conv(x, "conv1", stride=4, padding=100)), 5, 1e-4, 0.75)
+    h = F.local_response_norm(pool(conv(h, "conv2", padding=2, groups=2)), 5, 1e-4, 0.75)
+    h = conv(h, "conv3", padding=1)
+    h = pool(conv(conv(h, "conv4", padding=1, groups=2), "conv5", padding=1, groups=2))
+    h = conv(conv(h, "fc6"), "fc7")
+    h = F.conv2d(h, s["score_fr.weight"], s["score_fr.bias"])
+    h = F.conv_transpose2d(h, s["upscore.weight"], stride=32)
+    return h[..., 18 : 18 + x.shape[-2], 18 : 18 + x.shape[-1]]
+
+
+def test_fcn_alexnet_imports_and_computes_as_its_prototxt(tmp_path) -> None:
+    torch.manual_seed(3)
+    built = fcnseg.fcn32s(num_classes=21, backbone="caffenet", geometry="caffe")
+    state = reference_named(built, 3)
+    for key, tensor in state.items():
+        if key.startswith(("conv", "fc")):
+            fan_in = tensor[0].numel() if tensor.dim() > 1 else 1
+            state[key] = torch.randn_like(tensor) * (2 / fan_in) ** 0.5
+    net = tmp_path / "fcn-alexnet-pascal.caffemodel"
+    write_caffemodel(net, as_layers(state), v1=False)
+    imported = fcnseg.import_caffe(net, tmp_path / "alexnet.safetensors")
+    assert imported.summary.startswith("fcn32s caffenet (caffe geometry), PASCAL VOC, 21 classes")
+    model = fcnseg.load(imported.path).eval()
+    x = torch.randn(1, 3, 61, 50) * 50
+    with torch.no_grad():
+        ours, theirs = model(x), fcn_alexnet_prototxt(state, x)
+    assert ours.shape == theirs.shape == (1, 21, 61, 50)
+    assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4 * theirs.abs().max().item())

@@ -1,4 +1,5 @@
-"""The paper's GoogLeNet: BVLC's Caffe GoogLeNet (Szegedy et al. 2015), the third net of Table 1.
+"""The paper's Caffe nets as the authors had them: BVLC's GoogLeNet (Szegedy et al. 2015), the
+third net of Table 1, and CaffeNet, the AlexNet of the authors' FCN-AlexNet.
 
 torchvision's ``googlenet`` (kept under that name) follows a later variant: 3×3 convolutions
 where the paper's inception modules have 5×5, batch normalisation, no LRN. Its receptive field
@@ -11,6 +12,11 @@ weights of ``bvlc_googlenet.caffemodel`` import by name (``fcnseg import-caffe``
 The fully connected classifier (``loss3/classifier``) and the two auxiliary classifiers are not
 part of the backbone: as §4.1 does, the FCN scores the last inception module with its own 1×1
 layer, and drops the final average pooling.
+
+CaffeNet is AlexNet as BVLC trained it in Caffe (``bvlc_reference_caffenet``): 96 filters in
+conv1, two groups in conv2, conv4 and conv5 (the two GPUs of the original), local response
+normalisation after the first two poolings. torchvision's ``alexnet`` is a later single-GPU
+variant (64 filters, no groups, no LRN) whose weights do not fit the authors' FCN-AlexNet.
 """
 
 from __future__ import annotations
@@ -22,11 +28,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import ConfigError
-from ..normalization import Normalization
+from ..normalization import CAFFE_BGR, Normalization
 from ..weights import read_state_dict
 from .base import BACKBONES, Backbone, Pretrained, load_strict, modern_only
 
-__all__ = ["BVLC_MEAN", "CLASSIFIER_POOL", "Inception", "bvlc_googlenet"]
+__all__ = ["BVLC_MEAN", "CLASSIFIER_POOL", "Inception", "bvlc_googlenet", "caffenet"]
 
 # BVLC's GoogLeNet was trained on BGR images less this mean (its deploy transform).
 BVLC_MEAN = Normalization((104.0, 117.0, 123.0), (1.0, 1.0, 1.0), bgr=True)
@@ -89,12 +95,7 @@ def bvlc_googlenet(*, geometry: str = "modern", pretrained: Pretrained = False) 
     pooling). ImageNet weights: ``fcnseg import-caffe bvlc_googlenet.caffemodel --out F`` and
     ``pretrained=F``. Taps: conv1 (2), conv2 (4), inception 3b (8), 4e (16), 5b (32)."""
     modern_only("bvlc_googlenet", geometry)
-    if pretrained is True:
-        raise ConfigError(
-            "bvlc_googlenet's ImageNet weights are BVLC's Caffe file: import it with "
-            "`fcnseg import-caffe bvlc_googlenet.caffemodel --out googlenet.safetensors` and "
-            "pass that file: --pretrained-backbone googlenet.safetensors"
-        )
+    _no_download("bvlc_googlenet", pretrained)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     layers["conv1"] = _stage(**{"7x7_s2": nn.Conv2d(3, 64, 7, stride=2, padding=3)}, relu=nn.ReLU())
     layers["pool1"] = _stage(**{"3x3_s2": nn.MaxPool2d(3, 2, ceil_mode=True)}, norm1=_lrn())
@@ -121,3 +122,58 @@ def bvlc_googlenet(*, geometry: str = "modern", pretrained: Pretrained = False) 
     if pretrained:
         load_strict(net, read_state_dict(pretrained), "bvlc_googlenet", pretrained)
     return net
+
+
+@BACKBONES.register("caffenet")
+def caffenet(*, geometry: str = "modern", pretrained: Pretrained = False) -> Backbone:
+    """CaffeNet, the AlexNet of the authors' FCN-AlexNet (grouped convolutions, LRN after
+    pooling), convolutionalized with reference layer names; ``geometry="caffe"`` pads conv1 by
+    100 and pools in ceil mode as the reference does. ImageNet weights:
+    ``fcnseg import-caffe bvlc_reference_caffenet.caffemodel --out F`` and ``pretrained=F``."""
+    _no_download("caffenet", pretrained)
+    caffe = geometry == "caffe"
+
+    def pool() -> nn.MaxPool2d:
+        return nn.MaxPool2d(3, 2, ceil_mode=caffe)
+
+    layers = OrderedDict(
+        conv1=nn.Conv2d(3, 96, 11, stride=4, padding=100 if caffe else 5),
+        relu1=nn.ReLU(),
+        pool1=pool(),
+        norm1=_lrn(),
+        conv2=nn.Conv2d(96, 256, 5, padding=2, groups=2),
+        relu2=nn.ReLU(),
+        pool2=pool(),
+        norm2=_lrn(),
+        conv3=nn.Conv2d(256, 384, 3, padding=1),
+        relu3=nn.ReLU(),
+        conv4=nn.Conv2d(384, 384, 3, padding=1, groups=2),
+        relu4=nn.ReLU(),
+        conv5=nn.Conv2d(384, 256, 3, padding=1, groups=2),
+        relu5=nn.ReLU(),
+        pool5=pool(),
+        # fc6 and fc7 convolutionalized (§3.1): fc6 sees pool5's 6×6 (kept in size when modern).
+        fc6=nn.Conv2d(256, 4096, 6, padding=0 if caffe else 3),
+        relu6=nn.ReLU(),
+        drop6=nn.Dropout(),
+        fc7=nn.Conv2d(4096, 4096, 1),
+        relu7=nn.ReLU(),
+        drop7=nn.Dropout(),
+    )
+    net = Backbone(
+        layers,
+        taps={4: "relu1", 8: "relu2", 16: "relu5", 32: "drop7"},
+        normalization=CAFFE_BGR,
+    )
+    if pretrained:
+        load_strict(net, read_state_dict(pretrained), "caffenet", pretrained)
+    return net
+
+
+def _no_download(name: str, pretrained: Pretrained) -> None:
+    if pretrained is True:
+        raise ConfigError(
+            f"{name}'s ImageNet weights are BVLC's Caffe file: import it with `fcnseg "
+            f"import-caffe FILE.caffemodel --out {name}.safetensors` and pass that file: "
+            f"--pretrained-backbone {name}.safetensors"
+        )
