@@ -214,6 +214,12 @@ class TrainConfig:
     out: str = _setting(
         "runs/fcn", "run directory for checkpoints, logs and plots", metavar="RUN_DIR"
     )
+    logger: str = _setting(
+        "csv",
+        "where the epochs are logged besides RUN_DIR/metrics.jsonl (csv): tensorboard writes "
+        "RUN_DIR/tensorboard (scores, per-class IU, validation images, confusion matrix)",
+        choices=["csv", "tensorboard"],
+    )
     resume: bool = _setting(False, "continue from RUN_DIR/last.safetensors")
     overwrite: bool = _setting(
         False, "start afresh in a RUN_DIR that holds another run, replacing its files"

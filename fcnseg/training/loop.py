@@ -31,6 +31,7 @@ from .checkpoints import Checkpoints
 from .config import TrainConfig
 from .distributed import Processes, mix
 from .interrupt import StopRequest
+from .loggers import build_logger
 from .runlog import RunLog
 from .setup import Run, build_run
 from .state import TrainState
@@ -79,8 +80,16 @@ class Trainer:
             )
 
     def _fit(self) -> dict[str, Any]:
-        config, run, state = self.config, self.run, self.state
+        config = self.config
         self.log.start(config)
+        self.logger = build_logger(config.logger, self.run_dir, main=self.procs.main)
+        try:
+            return self._epochs()
+        finally:
+            self.logger.close()
+
+    def _epochs(self) -> dict[str, Any]:
+        config, run, state = self.config, self.run, self.state
         while state.epoch < config.epochs:
             start = time.perf_counter()
             train_loss = self.train_epoch()
@@ -103,6 +112,7 @@ class Trainer:
                 )
             self.checkpoint()
             self.log.epoch(record, state.history, epochs=config.epochs, best=best)
+            self.logger.epoch(record, scores, run.model, run.val_set)
             if self.stop.asked:
                 raise KeyboardInterrupt
         return {
@@ -228,7 +238,7 @@ def _scores(
         channels_last=config.channels_last,
     )
     procs.sum(counts.whole.matrix)
-    return counts.whole.scores()
+    return {**counts.whole.scores(), "confusion": counts.whole.matrix.tolist()}
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
