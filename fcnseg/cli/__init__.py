@@ -30,6 +30,7 @@ COMMANDS = {
     "export": ("export", "export a trained model (e.g. to ONNX)"),
     "import-caffe": ("import_caffe", "import the authors' trained FCNs (.caffemodel, .pth)"),
     "push": ("push", "publish a model on the Hugging Face Hub with its model card"),
+    "view": ("view", "a local web page: segment images, inspect a split, training curves"),
     "data": ("data", "check a dataset before training (fcnseg data check ROOT)"),
     "demo": ("demo", "train FCN-32s and FCN-8s on synthetic data and write a report"),
 }
