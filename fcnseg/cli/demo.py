@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 DESCRIPTION = (
     "Generate a synthetic set, train FCN-32s then FCN-8s on the CPU, and compare them in a report."
@@ -27,4 +28,7 @@ def run(args: argparse.Namespace) -> int:
         f"(within {coarse['boundary']['width']} px of a boundary: "
         f"{coarse['boundary']['mean_iu']:.2%} and {fine['boundary']['mean_iu']:.2%})"
     )
+    # The demo's FCN-8s and its validation images, in the browser.
+    run_dir, data = Path(args.out) / "fcn8s", Path(args.out) / "data"
+    print(f"\nsee it in your browser: fcnseg view {run_dir} --dataset synthetic --root {data}")
     return 0
