@@ -272,7 +272,8 @@ class OnnxModel:
         runner._folder = folder
         return runner
 
-    def __call__(self, images: Tensor) -> Tensor:
+    def inputs(self, images: Tensor) -> np.ndarray:
+        """The graph's input for a batch: uint8 RGB (float32 for other channel counts)."""
         images = images.cpu().contiguous()
         if self.meta.in_channels != 3:
             images = images.float()
@@ -283,5 +284,8 @@ class OnnxModel:
                 f"image of {tuple(images.shape[-2:])} pixels is smaller than the "
                 f"{self.smallest_side} this model accepts; upscale it"
             )
-        (logits,) = self.session.run(None, {"image": images.numpy()})
+        return images.numpy()
+
+    def __call__(self, images: Tensor) -> Tensor:
+        (logits,) = self.session.run(None, {"image": self.inputs(images)})
         return torch.from_numpy(np.asarray(logits))

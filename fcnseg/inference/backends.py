@@ -2,15 +2,19 @@
 full-resolution class scores, band of rows by band of rows, at a given precision.
 
 :class:`TorchBackend` runs a prepared copy of the FCN (:func:`~.prepare.prepare_network`);
-:class:`OnnxBackend` runs the exported graph in ONNX Runtime (fp32, or int8 once quantised).
-Another engine is another class with these members, added to :func:`make_backend`.
+:class:`OnnxBackend` runs the exported graph in ONNX Runtime (fp32, or int8 once quantised);
+:class:`OpenVinoBackend` compiles the same graph with OpenVINO (fp32, bf16, int8).
+:class:`AutoBackend` holds every installed engine and offers each engine's precisions as
+``ENGINE:PRECISION`` candidates, so that calibration (:mod:`.precision`) measures them all
+against eager fp32 and keeps the fastest that agrees. Another engine is another class with
+these members, added to :func:`make_backend` and :class:`AutoBackend`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -20,9 +24,23 @@ from ..models import FCN, ModelMeta, output_field
 from . import precision
 from .prepare import Upsampling, prepare_network
 
-__all__ = ["BACKENDS", "BAND_VALUES", "Backend", "OnnxBackend", "TorchBackend", "make_backend"]
+if TYPE_CHECKING:
+    from ..files.onnx import OnnxModel
 
-BACKENDS = ("torch", "onnxruntime")
+__all__ = [
+    "BACKENDS",
+    "BAND_VALUES",
+    "AutoBackend",
+    "Backend",
+    "OnnxBackend",
+    "OpenVinoBackend",
+    "TorchBackend",
+    "installed_engines",
+    "make_backend",
+]
+
+ENGINES = ("torch", "onnxruntime", "openvino")
+BACKENDS = ("auto", *ENGINES)
 # Full-resolution scores are formed this many values at a time when only the argmax is kept.
 BAND_VALUES = 1 << 21
 
@@ -87,10 +105,10 @@ class TorchBackend:
 class OnnxBackend:
     """The exported graph in ONNX Runtime; int8 after :meth:`quantize`."""
 
-    def __init__(self, model: FCN | str | Path, device: torch.device) -> None:
+    def __init__(self, model: FCN | str | Path | OnnxModel, device: torch.device) -> None:
         from ..files.onnx import OnnxModel
 
-        self._fp32 = OnnxModel.of(model, device=device)
+        self._fp32 = model if isinstance(model, OnnxModel) else OnnxModel.of(model, device=device)
         self._int8 = None
         self.meta, self.field, self.align = self._fp32.meta, self._fp32.field, self._fp32.align
 
@@ -116,14 +134,150 @@ class OnnxBackend:
         yield from logits.split(band, dim=-2)
 
 
+class OpenVinoBackend:
+    """The exported graph compiled by OpenVINO for the CPU: fp32; bf16 by its inference
+    precision hint, where the CPU computes bf16 natively; int8 from the QDQ graph of ONNX
+    Runtime's static quantisation, which OpenVINO runs with int8 kernels. One compiled model
+    per precision, built on first use; the graph's height and width stay dynamic."""
+
+    def __init__(self, model: FCN | str | Path | OnnxModel, device: torch.device) -> None:
+        try:
+            import openvino
+        except ImportError:
+            raise ConfigError(
+                "backend 'openvino' needs OpenVINO: pip install 'fcnseg[openvino]'"
+            ) from None
+        from ..files.onnx import OnnxModel
+
+        if device.type != "cpu":
+            raise ConfigError(f"backend 'openvino' runs on the CPU, not {device}; use --device cpu")
+        self._graph = model if isinstance(model, OnnxModel) else OnnxModel.of(model, device=device)
+        self.meta, self.field, self.align = self._graph.meta, self._graph.field, self._graph.align
+        self._core = openvino.Core()
+        self._compiled: dict[str, object] = {}
+        self._int8_graph: OnnxModel | None = None
+
+    def candidates(self, device: torch.device) -> tuple[str, ...]:
+        return ("bf16",) if precision.cpu_has_bf16() else ()
+
+    def keep(self, precision: str) -> None:
+        self._compiled = {p: c for p, c in self._compiled.items() if p == precision}
+
+    def quantize(self, images: Tensor) -> None:
+        """Quantise to int8, the activation ranges calibrated on the uint8 batch ``images``."""
+        self._int8_graph = self._graph.quantized(images)
+        self._compiled.pop("int8", None)
+
+    def _compile(self, precision: str) -> object:
+        if precision not in self._compiled:
+            if precision not in ("fp32", "bf16", "int8") or (
+                precision == "int8" and self._int8_graph is None
+            ):
+                raise ConfigError(
+                    f"precision {precision} is not available with OpenVINO; use fp32, bf16, "
+                    "int8 or auto"
+                )
+            graph = self._int8_graph if precision == "int8" else self._graph
+            hint = {"bf16": "bf16"}.get(precision, "f32")
+            self._compiled[precision] = self._core.compile_model(
+                str(graph.path), "CPU", {"INFERENCE_PRECISION_HINT": hint}
+            )
+        return self._compiled[precision]
+
+    def scores(self, images: Tensor, rows: Span, cols: Span, precision: str) -> Iterator[Tensor]:
+        compiled = self._compile(precision)
+        request = compiled.create_infer_request()
+        request.infer({0: self._graph.inputs(images)})
+        logits = torch.from_numpy(request.get_output_tensor(0).data.copy())
+        logits = logits[..., rows[0] : rows[1], cols[0] : cols[1]]
+        band = max(1, BAND_VALUES // max(1, logits[:, :, :1].numel()))
+        yield from logits.split(band, dim=-2)
+
+
+def installed_engines() -> tuple[str, ...]:
+    """The engines whose packages are installed (torch always)."""
+    import importlib.util
+
+    found = [e for e in ENGINES[1:] if importlib.util.find_spec(e) is not None]
+    return ("torch", *found)
+
+
+class AutoBackend:
+    """Every installed engine behind one backend: its precisions are ``ENGINE:PRECISION``
+    (``"openvino:bf16"``), ``"fp32"`` being the reference, eager PyTorch fp32 (ONNX Runtime's
+    for an exported file). Engines are built when first measured; the exported graph is made
+    once and shared by ONNX Runtime and OpenVINO."""
+
+    def __init__(self, model: FCN | str | Path, device: torch.device, compile: bool) -> None:
+        self.device, self.installed = device, installed_engines()
+        self._model = model
+        self._graph: OnnxModel | None = None
+        self._engines: dict[str, Backend] = {}
+        if isinstance(model, FCN):
+            self.reference = "torch"
+            self._engines["torch"] = TorchBackend(model, device, compile)
+        elif "onnxruntime" in self.installed:
+            self.reference = "onnxruntime"
+        else:
+            raise ConfigError(
+                f"{model}: an ONNX file needs ONNX Runtime or OpenVINO: pip install 'fcnseg[onnx]'"
+            )
+        first = self._engine(self.reference)
+        self.meta, self.field, self.align = first.meta, first.field, first.align
+
+    def _engine(self, name: str) -> Backend:
+        if name not in self._engines:
+            from ..files.onnx import OnnxModel
+
+            if self._graph is None:
+                self._graph = OnnxModel.of(self._model, device=self.device)
+            maker = OnnxBackend if name == "onnxruntime" else OpenVinoBackend
+            self._engines[name] = maker(self._graph, self.device)
+        return self._engines[name]
+
+    def candidates(self, device: torch.device) -> tuple[str, ...]:
+        out = [f"{self.reference}:{p}" for p in self._engine(self.reference).candidates(device)]
+        if device.type == "cpu":  # the exported graph's engines run on the CPU here
+            for name in ("onnxruntime", "openvino"):
+                if name in self.installed and name != self.reference:
+                    out.append(f"{name}:fp32")
+            if "openvino" in self.installed and precision.cpu_has_bf16():
+                out.append("openvino:bf16")
+        return tuple(out)
+
+    def split(self, choice: str) -> tuple[str, str]:
+        """(engine, precision) of a candidate; ``"fp32"`` is the reference engine's."""
+        engine, _, arithmetic = choice.rpartition(":")
+        return engine or self.reference, arithmetic
+
+    def keep(self, choice: str) -> None:
+        engine, arithmetic = self.split(choice)
+        kept = self._engine(engine)  # built now if the choice came from the cache
+        self._engines = {engine: kept}
+        kept.keep(arithmetic)
+
+    def quantize(self, images: Tensor) -> None:
+        self._engine("onnxruntime").quantize(images)
+
+    def scores(self, images: Tensor, rows: Span, cols: Span, choice: str) -> Iterator[Tensor]:
+        engine, arithmetic = self.split(choice)
+        if choice == "int8":
+            engine = "onnxruntime"
+        return self._engine(engine).scores(images, rows, cols, arithmetic)
+
+
 def make_backend(
     name: str, model: FCN | str | Path, device: torch.device, *, compile: bool = False
-) -> TorchBackend | OnnxBackend:
+) -> Backend:
     """The backend ``name`` (one of :data:`BACKENDS`) for ``model``."""
     if name not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, not {name!r}")
+    if name == "auto":
+        return AutoBackend(model, device, compile)
     if name == "onnxruntime":
         return OnnxBackend(model, device)
+    if name == "openvino":
+        return OpenVinoBackend(model, device)
     if not isinstance(model, FCN):
         raise ConfigError(
             "backend 'torch' needs an FCN; load a model file with fcnseg.load, or "

@@ -8,6 +8,12 @@ The choice is measured on the user's machine at run time, never decided in advan
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import platform
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -23,7 +29,6 @@ from .outputs import Output
 
 __all__ = [
     "AGREEMENT",
-    "CALIBRATION_SIZE",
     "PRECISIONS",
     "Calibration",
     "auto_candidates",
@@ -37,9 +42,6 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 # ``precision="auto"`` considers a reduced precision only if its class map agrees with fp32's on
 # at least this share of the pixels of a calibration image.
 AGREEMENT = 0.995
-# The calibration image is cut to at most this size: enough pixels for a share to 0.1%, at a
-# fraction of a full image's cost.
-CALIBRATION_SIZE = 256
 
 
 def cpu_has_bf16() -> bool:
@@ -87,13 +89,28 @@ def warn_if_emulated(precision: str, device: torch.device) -> None:
 
 @dataclass(frozen=True)
 class Calibration:
-    """What calibration measured: each precision tried, the share of pixels whose class it
-    gives as fp32 does, the seconds of those timed (only when there was a choice), and the
-    precision chosen."""
+    """What calibration measured: each candidate tried (a precision, or ``ENGINE:PRECISION``
+    with ``backend="auto"``), the share of pixels whose class it gives as fp32 does, the
+    seconds of those timed (only when there was a choice), the one chosen, what calibrating
+    cost in seconds, and whether the choice came from the cache of an earlier run."""
 
     chosen: str
     agreement: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    cost: float = 0.0
+    cached: bool = False
+
+    def describe(self) -> str:
+        """One line: what was chosen, against what, at what cost."""
+        name = self.chosen.replace(":", " ")
+        if not self.seconds:
+            return f"engine: {name}" + (" (from the calibration cache)" if self.cached else "")
+        timed = ", ".join(
+            f"{p.replace(':', ' ')} {t:.3g} s ({100 * self.agreement[p]:.2f}%)"
+            for p, t in sorted(self.seconds.items(), key=lambda item: item[1])
+        )
+        how = "from the calibration cache" if self.cached else f"calibrated in {self.cost:.1f} s"
+        return f"engine: {name}, the fastest at ≥{AGREEMENT:.1%} agreement: {timed}; {how}"
 
 
 def _seconds(fn: Callable[[], object]) -> float:
@@ -155,26 +172,113 @@ def plan(
 
 
 def calibrate(backend: Any, batch: Tensor, candidates: Sequence[str]) -> Calibration:
-    """Choose the precision of ``backend`` (a :class:`~.backends.Backend`) on a uint8 batch.
+    """Choose the precision (and with ``backend="auto"`` the engine) of ``backend`` (a
+    :class:`~.backends.Backend`) on a uint8 batch: what is about to be segmented, whole.
 
     ``candidates`` is ``("int8",)`` when int8 was asked for: the quantisation's activation
     ranges are calibrated on the batch and a disagreement with fp32 is warned about. Otherwise
-    the centre of the first image (at most :data:`CALIBRATION_SIZE` pixels square) is run at
-    fp32 and at each candidate, and :func:`choose_precision` decides.
+    the batch is run at fp32 and with each candidate, and :func:`choose_precision` decides.
     """
-    x = batch[:1]
-    top, left = [max(0, (n - CALIBRATION_SIZE) // 2) for n in x.shape[-2:]]
-    x = x[..., top : top + CALIBRATION_SIZE, left : left + CALIBRATION_SIZE]
-    span = (0, x.shape[-2]), (0, x.shape[-1])
-
+    start = time.perf_counter()
+    span = (0, batch.shape[-2]), (0, batch.shape[-1])
     kind = Output.of_model(backend.meta)
 
     def labels(precision: str) -> Tensor:
-        bands = backend.scores(x, *span, precision)
+        bands = backend.scores(batch, *span, precision)
         return torch.cat([kind.of(s) for s in bands], -2).cpu()
 
     forced = tuple(candidates) == ("int8",)
     with torch.inference_mode():
         if forced:
             backend.quantize(batch)
-        return choose_precision(labels, candidates, forced=forced)
+        chosen = choose_precision(labels, candidates, forced=forced)
+    return dataclasses.replace(chosen, cost=time.perf_counter() - start)
+
+
+# -------------------------------------------------------------------- the calibration cache
+
+CACHE_ENV = "FCNSEG_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """Where calibrations are kept: ``$FCNSEG_CACHE_DIR``, else ``$XDG_CACHE_HOME/fcnseg``
+    (``~/.cache/fcnseg``)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fcnseg"
+
+
+def cache_key(weights: dict[str, Tensor] | Path, batch: Tensor, candidates: Sequence[str]) -> str:
+    """What a calibration depends on: the weights (hashed), the machine (CPU, its threads, the
+    engines' versions), the batch's shape and type, and the candidates."""
+    digest = hashlib.blake2b(digest_size=16)
+    if isinstance(weights, Path):
+        with open(weights, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                digest.update(block)
+    else:
+        for name, tensor in weights.items():
+            digest.update(name.encode())
+            raw = tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8)
+            digest.update(memoryview(raw.numpy()))
+    about = [_machine(), list(batch.shape), str(batch.dtype), list(candidates)]
+    digest.update(json.dumps(about).encode())
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _machine() -> list[str]:
+    import importlib.metadata as metadata
+
+    cpu = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in cpuinfo.read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            cpu,
+        )
+    versions = []
+    for package in ("torch", "onnxruntime", "openvino"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions.append(f"{package} {metadata.version(package)}")
+    return [cpu, str(torch.get_num_threads()), *versions]
+
+
+def cached(key: str) -> Calibration | None:
+    """The calibration stored under ``key`` by an earlier run, if any."""
+    path = cache_dir() / "calibration.json"
+    try:
+        entry = json.loads(path.read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("chosen"), str):
+        return None
+    return Calibration(
+        entry["chosen"], entry.get("agreement", {}), entry.get("seconds", {}), 0.0, cached=True
+    )
+
+
+def store(key: str, calibration: Calibration) -> None:
+    """Keep ``calibration`` for the next run; a cache that cannot be written is skipped."""
+    from ..files.atomic import atomic_write
+
+    path = cache_dir() / "calibration.json"
+    try:
+        entries = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        entries = {}
+    if not isinstance(entries, dict):
+        entries = {}
+    entries[key] = {
+        "chosen": calibration.chosen,
+        "agreement": calibration.agreement,
+        "seconds": calibration.seconds,
+    }
+    text = json.dumps(entries)
+    with contextlib.suppress(Exception):  # a read-only home must not stop a prediction
+        atomic_write(path, lambda tmp: tmp.write_text(text))

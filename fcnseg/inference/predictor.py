@@ -11,8 +11,9 @@ rows at a time, never as a whole float map; a raster file is read one tile at a 
 
 from __future__ import annotations
 
+import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from ..errors import ConfigError
 from ..models import FCN, ModelMeta
 from ..models.tta import tta_scales, tta_scores
 from . import precision as calibration
-from .backends import make_backend
+from .backends import AutoBackend, OnnxBackend, TorchBackend, make_backend
 from .inputs import ImageLike, as_image_tensor, check_batch
 from .outputs import Output
 from .tiling import UNBOUNDED, TilePlan
@@ -55,7 +56,14 @@ class Predictor:
             takes the fastest of fp32 and those that give at least 99.5% of the pixels fp32's
             class. ``int8`` runs ONNX Runtime's static quantisation, calibrated on the first
             batch given (it implies ``backend="onnxruntime"``).
-        backend: ``"torch"`` or ``"onnxruntime"`` (fp32, or int8).
+        backend: ``"auto"`` (the default), ``"torch"``, ``"onnxruntime"`` (fp32, or int8) or
+            ``"openvino"`` (fp32, bf16, int8). ``auto`` measures every engine installed (ONNX
+            Runtime and OpenVINO run fcnseg's own ONNX export) at each precision ``auto``
+            allows, on the first image or batch, keeps those whose class map agrees with eager
+            fp32 on at least 99.5% of the pixels and takes the fastest; the choice is cached
+            per model, machine and input size (``$FCNSEG_CACHE_DIR``, else
+            ``~/.cache/fcnseg``), so the next run starts at once. ``$FCNSEG_BACKEND`` sets
+            another default.
         tile: images with a side longer than this are segmented in overlapping tiles of
             ``tile``×``tile`` pixels; ``None`` never tiles; ``"auto"`` (the default) tiles
             images of more than 4096×4096 pixels in tiles of 2048 or more.
@@ -67,6 +75,7 @@ class Predictor:
         tta: test-time augmentation: class probabilities averaged over horizontal flips and
             the scales 0.75, 1 and 1.25 (``True``) or those given; six passes per image (two
             per scale), so about six times the time. Tiles are augmented one by one.
+        say: called once with one line when the engine and precision are chosen.
     """
 
     def __init__(
@@ -75,12 +84,13 @@ class Predictor:
         *,
         device: str | torch.device = "cpu",
         precision: str = "auto",
-        backend: str = "torch",
+        backend: str | None = None,
         tile: int | str | None = "auto",
         overlap: int | None = None,
         batch_size: int = 8,
         compile: bool = False,
         tta: bool | Sequence[float] = False,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         if precision not in calibration.PRECISIONS:
             raise ConfigError(
@@ -90,9 +100,11 @@ class Predictor:
             raise ConfigError(f"batch size must be a whole number ≥ 1, not {batch_size!r}")
         self.device, self.batch_size = resolve_device(device), batch_size
         self.tta = tta_scales(tta)
-        self.backend = make_backend(
-            "onnxruntime" if precision == "int8" else backend, model, self.device, compile=compile
-        )
+        backend = backend or os.environ.get("FCNSEG_BACKEND") or "auto"
+        if precision == "int8" and backend == "auto":
+            backend = "onnxruntime"  # int8 is ONNX Runtime's quantisation unless asked otherwise
+        self.backend = make_backend(backend, model, self.device, compile=compile)
+        self._model, self._say = model, say
         self.plan = TilePlan.make(tile, overlap, field=self.backend.field, align=self.backend.align)
         # Tiles asked for explicitly were warned about now; automatic ones, once used.
         self._unbounded_warned = tile != "auto"
@@ -112,13 +124,27 @@ class Predictor:
     @property
     def precision(self) -> str:
         """The precision in use: ``"auto"`` until calibration has chosen one."""
-        return self.calibration.chosen if self.calibration else self._requested
+        if not self.calibration:
+            return self._requested
+        return self.calibration.chosen.rpartition(":")[2]
+
+    @property
+    def engine(self) -> str:
+        """The engine in use (``torch``, ``onnxruntime``, ``openvino``): with ``backend="auto"``,
+        ``"auto"`` until calibration has chosen one."""
+        if isinstance(self.backend, AutoBackend):
+            if not self.calibration:
+                return "auto"
+            return self.backend.split(self.calibration.chosen)[0]
+        return {TorchBackend: "torch", OnnxBackend: "onnxruntime"}.get(
+            type(self.backend), "openvino"
+        )
 
     @property
     def agreement(self) -> float | None:
         """The share of pixels whose class the precision in use gives as fp32 does, once
         measured."""
-        return self.calibration.agreement.get(self.precision) if self.calibration else None
+        return self.calibration.agreement.get(self.calibration.chosen) if self.calibration else None
 
     @property
     def tile(self) -> int | None:
@@ -147,8 +173,21 @@ class Predictor:
             if isinstance(images, Tensor) and images.ndim == 4
             else as_image_tensor(images, channels)[None]
         )
-        self.calibration = calibration.calibrate(self.backend, batch, self._candidates)
+        key = None
+        if self._candidates and tuple(self._candidates) != ("int8",):
+            model = self._model
+            weights = model.state_dict() if isinstance(model, FCN) else Path(model)
+            key = calibration.cache_key(weights, batch, self._candidates)
+        found = calibration.cached(key) if key else None
+        if found is not None and found.chosen in ("fp32", *self._candidates):
+            self.calibration = found
+        else:
+            self.calibration = calibration.calibrate(self.backend, batch, self._candidates)
+            if key:
+                calibration.store(key, self.calibration)
         self.backend.keep(self.calibration.chosen)
+        if self._say is not None:
+            self._say(self.calibration.describe())
         return self.calibration.chosen
 
     # -- public calls
