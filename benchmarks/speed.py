@@ -26,6 +26,7 @@ validation frames, never on the frames used for fitting or calibration.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -47,6 +48,7 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 import fcnseg
+from fcnseg.files import read_metadata
 from fcnseg.files.onnx import export_onnx
 from fcnseg.inference import CoarseScores, Predictor, Upsampling, cpu_has_bf16
 from fcnseg.models import output_field, pad_to_stride
@@ -253,23 +255,30 @@ def eager(model: fcnseg.FCN) -> Callable[[torch.Tensor], torch.Tensor]:
 def fast_paths(
     model: fcnseg.FCN, calibration: torch.Tensor, onnx_file: Path
 ) -> dict[str, Callable]:
-    """Every fast path, by name, each a callable on a uint8 batch. ``calibration``: training
-    frames, for ``auto``'s check and int8's activation ranges (never the frames measured)."""
-    paths: dict[str, Callable] = {}
-    auto = Predictor(model)
-    auto.calibrate(calibration)
-    paths[f"fcnseg default (auto → {auto.precision})"] = auto
+    """Every path, by name, each a callable on a uint8 batch. The default (``backend="auto"``)
+    calibrates on the first batch it segments, as it does for a user; int8's activation ranges
+    come from ``calibration``, training frames (never the frames measured)."""
+    paths: dict[str, Callable] = {"fcnseg default (auto)": Predictor(model)}
     paths["fcnseg fp32 (channels_last, folded BN, separable upsampling)"] = Predictor(
-        model, precision="fp32"
+        model, backend="torch", precision="fp32"
     )
     if cpu_has_bf16():
-        paths["fcnseg bf16"] = Predictor(model, precision="bf16")
-        paths["fcnseg bf16 + torch.compile"] = Predictor(model, precision="bf16", compile=True)
-        paths["fcnseg fp16"] = Predictor(model, precision="fp16")
-    paths["onnxruntime fp32"] = Predictor(onnx_file, backend="onnxruntime")
-    int8 = Predictor(onnx_file, precision="int8")
+        paths["fcnseg bf16"] = Predictor(model, backend="torch", precision="bf16")
+        paths["fcnseg bf16 + torch.compile"] = Predictor(
+            model, backend="torch", precision="bf16", compile=True
+        )
+        paths["fcnseg fp16"] = Predictor(model, backend="torch", precision="fp16")
+    paths["onnxruntime fp32"] = Predictor(onnx_file, backend="onnxruntime", precision="fp32")
+    int8 = Predictor(onnx_file, backend="onnxruntime", precision="int8")
     int8.calibrate(calibration)
     paths["onnxruntime int8 (static QDQ)"] = int8
+    if importlib.util.find_spec("openvino") is not None:
+        paths["openvino fp32"] = Predictor(onnx_file, backend="openvino", precision="fp32")
+        if cpu_has_bf16():
+            paths["openvino bf16"] = Predictor(onnx_file, backend="openvino", precision="bf16")
+        ov_int8 = Predictor(onnx_file, backend="openvino", precision="int8")
+        ov_int8.calibrate(calibration)
+        paths["openvino int8 (the same QDQ graph)"] = ov_int8
     return paths
 
 
@@ -319,13 +328,15 @@ def bench_setting(
         baseline = best["eager fp32 (baseline)"]
         for label, fn in paths.items():
             dtype = "bf16" if "bf16" in label else "fp32" if "fp32" in label else None
+            shown = label
             if isinstance(fn, Predictor) and "auto" in label:
                 dtype = fn.precision if fn.precision in peaks else None
+                shown = f"{label} → {fn.engine} {fn.precision}"
             ips = best[label]
             row = {
                 "setting": name,
                 "batch": batch,
-                "path": label,
+                "path": shown,
                 "images_per_s": ips,
                 "images_per_s_median": batch / statistics.median(times[label]),
                 "runs": len(times[label]),
@@ -337,7 +348,7 @@ def bench_setting(
             }
             rows.append(row)
             print(
-                f"   b{batch} {label:60s} {ips:7.2f} img/s (median "
+                f"   b{batch} {shown:60s} {ips:7.2f} img/s (median "
                 f"{row['images_per_s_median']:6.2f}) ×{row['ratio']:5.2f} "
                 f"agree {row['agreement']:.4f}",
                 flush=True,
@@ -506,8 +517,8 @@ def main() -> None:
         type=Path,
         default=TRAINED,
         metavar="CKPT",
-        help="FCN-8s Lite0 to time (default: benchmarks/camvid.py's model if "
-        "it is there, else score layers fitted on the spot)",
+        help="FCN-8s Lite0 to time (default: benchmarks/camvid.py's model if it is there and "
+        "an FCN-8s Lite0, else score layers fitted on the spot)",
     )
     args = parser.parse_args()
     if args.memory:
@@ -522,7 +533,9 @@ def main() -> None:
     print(f"peak matmul GFLOP/s: {peaks}", flush=True)
 
     train, labels, _ = frames("train", 4)
-    if args.lite_weights.is_file():
+    meta = read_metadata(args.lite_weights) if args.lite_weights.is_file() else None
+    trained = meta is not None and (meta.variant, meta.backbone) == ("fcn8s", "efficientnet_lite0")
+    if trained:
         lite = fcnseg.load(args.lite_weights).eval()
         lite_weights = f"trained on CamVid ({args.lite_weights})"
     else:

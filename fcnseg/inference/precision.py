@@ -211,7 +211,7 @@ def cache_dir() -> Path:
 
 def cache_key(weights: dict[str, Tensor] | Path, batch: Tensor, candidates: Sequence[str]) -> str:
     """What a calibration depends on: the weights (hashed), the machine (CPU, its threads, the
-    engines' versions), the batch's shape and type, and the candidates."""
+    engines' versions), the batch's shape and type, the candidates and the agreement asked."""
     digest = hashlib.blake2b(digest_size=16)
     if isinstance(weights, Path):
         with open(weights, "rb") as f:
@@ -222,7 +222,7 @@ def cache_key(weights: dict[str, Tensor] | Path, batch: Tensor, candidates: Sequ
             digest.update(name.encode())
             raw = tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8)
             digest.update(memoryview(raw.numpy()))
-    about = [_machine(), list(batch.shape), str(batch.dtype), list(candidates)]
+    about = [_machine(), list(batch.shape), str(batch.dtype), list(candidates), AGREEMENT]
     digest.update(json.dumps(about).encode())
     return digest.hexdigest()
 
