@@ -12,7 +12,7 @@ PACKAGE = Path(fcnseg.__file__).parent
 # Each layer may import the layers of lower rank, and itself.
 RANK = {"errors": 0, "registry": 1, "device": 1, "blocks": 2, "models": 3, "data": 3,
         "files": 4, "evaluation": 5, "training": 6, "inference": 6, "demo": 7,
-        "cli": 8}  # fmt: skip
+        "view": 7, "cli": 8}  # fmt: skip
 
 
 def _modules() -> dict[str, Path]:

@@ -37,6 +37,7 @@ from ..evaluation.metrics import ConfusionMatrix
 from ..files import load
 from ..files.masks import display_rgb, mask_image, palette_of
 from ..inference import Predictor
+from ..models import ModelMeta
 
 __all__ = ["ViewState", "create_app"]
 
@@ -85,7 +86,7 @@ class ViewState:
         return cls(model_path, run_dir, dataset, Predictor(model))
 
     @property
-    def meta(self):
+    def meta(self) -> ModelMeta:
         return self.predictor.meta
 
     def info(self) -> dict[str, Any]:
