@@ -40,3 +40,16 @@ def test_demo_writes_the_report_with_its_own_numbers(tmp_path: Path, capsys) -> 
     first = str(tmp_path / "fcn32s_stage1" / "best.safetensors")
     for run in ("fcn8s", "fcn32s"):
         assert read_state(tmp_path / run / "last.safetensors").info["config"]["init_from"] == first
+
+
+def test_demo_command_ends_with_the_view_command(tmp_path: Path, capsys, monkeypatch) -> None:
+    scores = {"mean_iu": 0.5, "boundary": {"width": 3, "mean_iu": 0.4}}
+    fake = {"report": str(tmp_path / "report.md"), "fcn32s": scores, "fcn8s": scores}
+    monkeypatch.setattr("fcnseg.demo.run_demo", lambda out, settings: fake)
+    from fcnseg.cli import main
+
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.endswith(
+        f"fcnseg view {tmp_path / 'fcn8s'} --dataset synthetic --root {tmp_path / 'data'}"
+    )
