@@ -154,8 +154,11 @@ def _check_layer(path: Path, layer: Layer) -> None:
         )
 
 
-def import_caffe(source: str | Path, out: str | Path, *, dataset: str | None = None) -> ModelMeta:
-    """Import the authors' trained FCN into one fcnseg model file.
+def import_caffe(source: str | Path, out: str | Path, *, dataset: str | None = None) -> Imported:
+    """Import the authors' trained FCN into one fcnseg model file; or an ImageNet classifier,
+    BVLC's GoogLeNet or CaffeNet (``bvlc_googlenet.caffemodel``,
+    ``bvlc_reference_caffenet.caffemodel``), into weights for ``--backbone bvlc_googlenet``
+    (``caffenet``) ``--pretrained-backbone FILE``.
 
     Args:
         source: the authors' ``.caffemodel`` (either layer format), or a PyTorch state dict
