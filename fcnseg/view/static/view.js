@@ -18,6 +18,7 @@ async function getJSON(url, options) {
 }
 
 function switchTo(page) {
+  showError("");  // a message belongs to the page it was shown on
   for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.dataset.page === page);
   for (const section of document.querySelectorAll(".page")) section.hidden = section.id !== `page-${page}`;
   if (page === "inspect" && !state.inspected) loadInspection();
