@@ -82,7 +82,10 @@ def init_from(model: FCN, path: str | Path, class_map: str | None = None) -> Tra
                 f"{getattr(model.meta, key)}; --init-from needs the same {what}"
             )
     same = _same_classes(meta, model.meta)
-    pairs = parse_class_map(class_map, meta, model.meta) if class_map and not same else []
+    try:  # a mapping is between the file's classes and the model's: the file is named
+        pairs = parse_class_map(class_map, meta, model.meta) if class_map and not same else []
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     if class_map and same:
         raise ConfigError(
             f"--class-map: {path} was trained on the same classes as this model; "

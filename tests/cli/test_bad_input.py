@@ -374,11 +374,11 @@ CASES = [
     ),
     pytest.param(
         lambda root, tmp, models: _train(
-            root, tmp, models, "--init-from", str(models["two_classes"])
+            root, tmp, models, "--init-from", str(models["two_classes"]), "--class-map", "x=y"
         ),
         "two_classes",
-        r"made for classes 2 but this model has 3; --init-from needs the same classes",
-        id="init-from-checkpoint-for-other-classes",
+        r"--class-map",
+        id="init-from-checkpoint-with-a-class-map-that-does-not-fit",
     ),
     pytest.param(
         lambda root, tmp, models: _train(
