@@ -100,9 +100,12 @@ class Predictor:
             raise ConfigError(f"batch size must be a whole number ≥ 1, not {batch_size!r}")
         self.device, self.batch_size = resolve_device(device), batch_size
         self.tta = tta_scales(tta)
+        default = backend is None
         backend = backend or os.environ.get("FCNSEG_BACKEND") or "auto"
-        if precision == "int8" and backend == "auto":
+        if precision == "int8" and backend in ("auto", "torch"):
             backend = "onnxruntime"  # int8 is ONNX Runtime's quantisation unless asked otherwise
+        elif default and backend == "torch" and not isinstance(model, FCN):
+            backend = "auto"  # an exported file: the engines that run it
         self.backend = make_backend(backend, model, self.device, compile=compile)
         self._model, self._say = model, say
         self.plan = TilePlan.make(tile, overlap, field=self.backend.field, align=self.backend.align)

@@ -209,7 +209,7 @@ def test_bvlc_googlenet_imports_as_backbone_weights(tmp_path, capsys) -> None:
     state = model.backbone.state_dict()
     assert torch.equal(state["inception_4e.5x5.weight"], layers["inception_4e/5x5"][0])
     assert torch.equal(state["conv1.7x7_s2.bias"], layers["conv1/7x7_s2"][1])
-    with pytest.raises(ConfigError, match="fcnseg import-caffe bvlc_googlenet"):
+    with pytest.raises(ConfigError, match="import-caffe FILE.caffemodel --out bvlc_googlenet"):
         fcnseg.fcn32s(num_classes=5, backbone="bvlc_googlenet", pretrained_backbone=True)
 
 
