@@ -107,7 +107,7 @@ def push(
                 f"{repo}: the upload failed ({str(exc).splitlines()[0]}); log in with `hf auth "
                 "login` or pass --token, and check the repository's name"
             ) from None
-        except OSError as exc:
+        except Exception as exc:  # the HTTP client's own connection errors are not OSErrors
             raise FcnsegError(f"{repo}: the Hub cannot be reached ({exc})") from None
     return str(url)
 

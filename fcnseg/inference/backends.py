@@ -67,6 +67,8 @@ class Backend(Protocol):
 class TorchBackend:
     """The FCN in PyTorch, one prepared copy per precision, built on first use."""
 
+    name = "torch"
+
     def __init__(self, model: FCN, device: torch.device, compile: bool = False) -> None:
         self.model, self.device, self.compile = model, device, compile
         self.meta = model.meta
@@ -105,6 +107,8 @@ class TorchBackend:
 class OnnxBackend:
     """The exported graph in ONNX Runtime; int8 after :meth:`quantize`."""
 
+    name = "onnxruntime"
+
     def __init__(self, model: FCN | str | Path | OnnxModel, device: torch.device) -> None:
         from ..files.onnx import OnnxModel
 
@@ -139,6 +143,8 @@ class OpenVinoBackend:
     precision hint, where the CPU computes bf16 natively; int8 from the QDQ graph of ONNX
     Runtime's static quantisation, which OpenVINO runs with int8 kernels. One compiled model
     per precision, built on first use; the graph's height and width stay dynamic."""
+
+    name = "openvino"
 
     def __init__(self, model: FCN | str | Path | OnnxModel, device: torch.device) -> None:
         try:
@@ -256,13 +262,8 @@ class AutoBackend:
         self._engines = {engine: kept}
         kept.keep(arithmetic)
 
-    def quantize(self, images: Tensor) -> None:
-        self._engine("onnxruntime").quantize(images)
-
     def scores(self, images: Tensor, rows: Span, cols: Span, choice: str) -> Iterator[Tensor]:
         engine, arithmetic = self.split(choice)
-        if choice == "int8":
-            engine = "onnxruntime"
         return self._engine(engine).scores(images, rows, cols, arithmetic)
 
 

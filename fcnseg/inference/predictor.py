@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..models import FCN, ModelMeta
 from ..models.tta import tta_scales, tta_scores
 from . import precision as calibration
-from .backends import AutoBackend, OnnxBackend, TorchBackend, make_backend
+from .backends import AutoBackend, make_backend
 from .inputs import ImageLike, as_image_tensor, check_batch
 from .outputs import Output
 from .tiling import UNBOUNDED, TilePlan
@@ -139,9 +139,7 @@ class Predictor:
             if not self.calibration:
                 return "auto"
             return self.backend.split(self.calibration.chosen)[0]
-        return {TorchBackend: "torch", OnnxBackend: "onnxruntime"}.get(
-            type(self.backend), "openvino"
-        )
+        return self.backend.name
 
     @property
     def agreement(self) -> float | None:
