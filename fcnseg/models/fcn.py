@@ -79,9 +79,12 @@ class Crop(nn.Module):
     def forward(self, x: Tensor, height: int, width: int) -> Tensor:
         c = self.offset
         x = x[..., c : c + height, c : c + width]
-        short_h, short_w = height - x.shape[-2], width - x.shape[-1]
-        if short_h > 0 or short_w > 0:
-            x = F.pad(x, (0, max(short_w, 0), 0, max(short_h, 0)), mode="replicate")
+        # Replicated by index rather than F.pad(mode="replicate"), whose backward Inductor
+        # miscompiles for channels-last tensors (torch 2.14: a stride assertion fails).
+        for dim, size in ((-2, height), (-1, width)):
+            if x.shape[dim] < size:
+                rows = torch.arange(size, device=x.device).clamp(max=x.shape[dim] - 1)
+                x = x.index_select(dim, rows)
         return x
 
 

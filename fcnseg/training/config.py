@@ -235,6 +235,12 @@ class TrainConfig:
     channels_last: bool = _setting(
         False, "NHWC memory layout (faster convolutions on many devices)"
     )
+    compile: str = _setting(
+        "auto",
+        "torch.compile the training step: auto (tried when the run is long enough to repay "
+        "it, kept only if measured faster), on, off",
+        choices=["auto", "on", "off"],
+    )
     deterministic: bool = _setting(False, "deterministic algorithms, for bit-exact reruns")
     seed: int = _setting(
         0, "seed of initialisation, sampling and augmentation", type=int, metavar="N"
@@ -271,8 +277,11 @@ class TrainConfig:
     def _check(self) -> None:
         """Every setting's type and range (:mod:`.checks`), its choices, and the dataset."""
         for f in fields(self):
-            value = check_setting(f.name, str(f.type), getattr(self, f.name))
             choices = f.metadata["cli"].get("choices")
+            value = getattr(self, f.name)
+            if isinstance(value, bool) and choices and "off" in choices:
+                value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
+            value = check_setting(f.name, str(f.type), value)
             if choices and value is not None and value not in choices:
                 raise ConfigError(
                     f"--{f.name.replace('_', '-')} ({f.name}): must be one of "

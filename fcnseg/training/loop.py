@@ -28,6 +28,7 @@ from ..evaluation import confusion
 from ..files import save
 from ..models import FCN, HeadView
 from .checkpoints import Checkpoints
+from .compiled import StepCompiler
 from .config import TrainConfig
 from .distributed import Processes, mix
 from .interrupt import StopRequest
@@ -54,6 +55,15 @@ class Trainer:
         self.stop = StopRequest(enabled=procs.world == 1, say=self.log.warn)
         self.state = self.checkpoints.restore() if config.resume else TrainState()
         self._loss_at_step = list(self.state.epoch_loss)  # the epoch's loss at the last step
+        self.compiler = StepCompiler(
+            config,
+            self.run.net,
+            steps_left=lambda: config.epochs * self.run.steps_per_epoch - self.state.step,
+            world=procs.world,
+            set_net=lambda net: setattr(self.run, "net", net),
+            say=self.log.say,
+        )
+        self._step_images = 0
 
     def fit(self) -> dict[str, Any]:
         """Train to the last epoch; the result :func:`train` returns. Interrupted (Ctrl-C),
@@ -176,16 +186,39 @@ class Trainer:
         # over both: undo the processes' averaging.
         group = min(config.accumulate, run.batches - group_start)
         scale = 1 / group if config.reduction == "mean" else float(procs.world)
-        generator = torch.Generator().manual_seed(mix(config.seed, procs.rank, state.step, i))
-        value = backward(
-            run, config, procs, images, masks, generator=generator, scale=scale, sync=last_of_group
-        )
+        if i == group_start:
+            self.compiler.start(images)
+            self._step_images = 0
+        self._step_images += len(images)
+        seed = mix(config.seed, procs.rank, state.step, i)
+
+        def batch() -> float:
+            generator = torch.Generator().manual_seed(seed)
+            return backward(
+                run,
+                config,
+                procs,
+                images,
+                masks,
+                generator=generator,
+                scale=scale,
+                sync=last_of_group,
+            )
+
+        try:
+            value = batch()
+        except Exception as exc:
+            if i != group_start or not self.compiler.failed(exc):
+                raise
+            run.optimizer.zero_grad(set_to_none=True)  # the batch again, eager, from nothing
+            value = batch()
         if not math.isfinite(value):
             raise self.checkpoints.diverged(state.step + 1, f"the loss is {value}")
         state.epoch_loss[0] += value
         state.epoch_loss[1] += 1
         if last_of_group:
             update(run)
+            self.compiler.finish(self._step_images)
             state.step += 1
             state.step_in_epoch += 1
             self._loss_at_step = list(state.epoch_loss)
