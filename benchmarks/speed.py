@@ -1,6 +1,7 @@
-"""Inference speed of fcnseg on this machine: one run, one table, ``results/speed.json``.
+"""Inference and training speed of fcnseg on this machine: one run, tables, ``results/speed.json``.
 
-Not a test: it takes minutes. ``python benchmarks/speed.py`` measures
+Not a test: it takes minutes. ``python benchmarks/speed.py [--part inference|training]``
+measures
 
 (a) the paper's Table 1 setting, FCN-8s VGG16 in the reference (caffe) geometry, one 500×500
     image; (b) FCN-8s EfficientNet-Lite0, modern geometry, 360×480, batch 1 and 8;
@@ -11,6 +12,11 @@ the baseline on real CamVid frames, and the share of the machine's peak (matmul 
 measured in the same run, model FLOPs counted by ``FlopCounterMode``); torchvision's
 ``fcn_resnet50`` and ``lraspp_mobilenet_v3_large`` as peers; and the peak resident memory of a
 4096×4096 image, whole and tiled, each in a fresh subprocess.
+
+Training: images/s of the CamVid recipe's optimiser step (``benchmarks/camvid.yaml``: FCN-4s
+Lite1, 8 crops of 288×384, CE + Lovász) as it was (eager, segmentation_models_pytorch's
+Lovász) against today's (the Lovász sorts in one call; the step compiled), each path its own
+copy of the model, taking turns on the same augmented batches; the ratios are per round.
 
 Weights: zero or random score layers give degenerate, near-tied argmaxes that make agreement
 meaningless. FCN-8s Lite0 is the model ``benchmarks/camvid.py`` trained (``runs/camvid``), when it
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -56,6 +63,7 @@ from fcnseg.models import output_field, pad_to_stride
 ROOT = Path(__file__).resolve().parents[1]
 CAMVID = ROOT.parent / "shared" / "datasets" / "camvid"
 RESULTS = ROOT / "benchmarks" / "results" / "speed.json"
+TRAINING_RESULTS = RESULTS.with_name("speed_training.json")
 NUM_CLASSES = 11  # CamVid's classes (void excluded)
 BUDGET_S = 30.0  # timed rounds stop once this much time is spent (after at least two)
 ROUNDS = 5
@@ -492,6 +500,81 @@ def bench_memory(model: fcnseg.FCN) -> list[dict]:
 # ---------------------------------------------------------------- main
 
 
+def bench_training(rounds: int = 6, batches: int = 3) -> dict:
+    """Seconds per optimiser step of the CamVid recipe, as it was and as it is, in turns."""
+    from segmentation_models_pytorch.losses import LovaszLoss
+
+    from fcnseg.training import TrainConfig
+    from fcnseg.training.distributed import Processes
+    from fcnseg.training.loss import SegmentationLoss, SumLoss
+    from fcnseg.training.setup import build_run
+    from fcnseg.training.step import backward, update
+
+    values = TrainConfig.read_yaml(ROOT / "benchmarks" / "camvid.yaml")
+    config = TrainConfig.from_dict({**values, "root": str(CAMVID), "out": "-"}).resolved()
+    procs = Processes("cpu")
+    runs = {name: build_run(config, procs, lambda _: None) for name in TRAINING_PATHS}
+    ignore = runs["as before: eager, smp's Lovász"].train_set.ignore_index
+    runs["as before: eager, smp's Lovász"].loss = SumLoss(
+        [(1.0, SegmentationLoss(ignore_index=ignore)), (1.0, LovaszLoss("multiclass", ignore))],
+        ignore_index=ignore,
+    )
+    compiled = runs["one-call Lovász, compiled step"]
+    compiled.net = torch.compile(compiled.net, dynamic=False)
+    data = list(itertools.islice(runs["one-call Lovász, eager"].loader, batches))
+    images = len(data[0][0])
+
+    taken = dict.fromkeys(runs, 0)  # steps each path has taken: they cycle through the batches
+
+    def step(name: str) -> None:
+        run, k = runs[name], taken[name]
+        taken[name] += 1
+        generator = torch.Generator().manual_seed(k)
+        x, y = data[k % len(data)]
+        backward(run, config, procs, x, y, generator=generator, scale=1.0, sync=True)
+        update(run)
+
+    start = time.perf_counter()
+    step("one-call Lovász, compiled step")
+    compile_s = time.perf_counter() - start
+    times = race(
+        {name: (lambda name=name: step(name)) for name in runs}, budget=float("inf"), rounds=rounds
+    )
+    base = times["as before: eager, smp's Lovász"]
+    rows = []
+    for name in runs:
+        ratios = sorted(b / t for b, t in zip(base, times[name], strict=True))
+        rows.append(
+            {
+                "path": name,
+                "images_per_s_median": images / statistics.median(times[name]),
+                "ratio_median": statistics.median(ratios),
+                "ratio_min": ratios[0],
+                "ratio_max": ratios[-1],
+                "rounds": len(ratios),
+            }
+        )
+        row = rows[-1]
+        print(
+            f"   {name:40s} {row['images_per_s_median']:5.2f} img/s  ×{row['ratio_median']:.2f} "
+            f"[{ratios[0]:.2f}–{ratios[-1]:.2f}]",
+            flush=True,
+        )
+    return {
+        "setting": f"CamVid recipe step: {config.model} {config.backbone}, batch {images} of "
+        f"{config.crop[0]}×{config.crop[1]}, {config.loss}",
+        "compile_seconds": compile_s,
+        "rows": rows,
+    }
+
+
+TRAINING_PATHS = (
+    "as before: eager, smp's Lovász",
+    "one-call Lovász, eager",
+    "one-call Lovász, compiled step",
+)
+
+
 def table(rows: list[dict]) -> str:
     """img/s is the best run (the least disturbed by other processes), median beside it."""
     lines = [
@@ -520,13 +603,33 @@ def main() -> None:
         help="FCN-8s Lite0 to time (default: benchmarks/camvid.py's model if it is there and "
         "an FCN-8s Lite0, else score layers fitted on the spot)",
     )
+    parser.add_argument(
+        "--part",
+        choices=["all", "inference", "training"],
+        default="all",
+        help="what to measure (default: both); training writes results/speed_training.json",
+    )
     args = parser.parse_args()
     if args.memory:
         memory_child(*args.memory)
         return
-    started = time.perf_counter()
     info = machine()
     print(json.dumps(info))
+    if args.part != "inference":
+        started = time.perf_counter()
+        print("\n== training", flush=True)
+        training = {"machine": info, **bench_training()}
+        training["total_seconds"] = time.perf_counter() - started
+        TRAINING_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        TRAINING_RESULTS.write_text(json.dumps(training, indent=1))
+        print(f"wrote {TRAINING_RESULTS}")
+    if args.part != "training":
+        inference(args, info)
+
+
+def inference(args: argparse.Namespace, info: dict) -> None:
+    """The inference tables, written to results/speed.json."""
+    started = time.perf_counter()
     peaks = {"fp32": peak_gflops(torch.float32)}
     if cpu_has_bf16():
         peaks["bf16"] = peak_gflops(torch.bfloat16)

@@ -6,9 +6,10 @@ passes. On the CamVid recipe (EfficientNet-Lite1 FCN-4s, 8 crops of 288×384) it
 run is long enough to repay the compiling, depends on the machine and the run, so ``--compile
 auto`` (the default) decides at run time:
 
-1. the first steps run eager, and steps 2–4 are timed (the first warms up);
+1. the first steps run eager, and steps 2–3 are timed (the first warms up);
 2. if the rest of the run would take at least :data:`WORTH` seconds eager, the next step
-   compiles, then three compiled steps are timed;
+   compiles; then compiled and eager steps take turns, three each, so that the loader's
+   workers and other processes weigh on both alike;
 3. the faster of the two is kept, said in one line. A compile that fails (Inductor has bugs
    of its own) is said in one line and the run goes on eager, redoing the batch.
 
@@ -72,6 +73,8 @@ class StepCompiler:
             self.compiled = torch.compile(self.eager, dynamic=False)
             self.shape = shape
         use = self.compiled is not None and shape == self.shape and self.phase != "eager"
+        if self.phase == "trial":  # turns: compiled, eager, compiled…
+            use = use and len(self.times["compiled"]) <= len(self.times["eager"])
         self.current = "compiled" if use else "eager"
         self.set_net(self.compiled if use else self.eager)
         self.started = time.perf_counter()
@@ -96,20 +99,21 @@ class StepCompiler:
         if self.phase == "compile":
             if self.current == "compiled":
                 self.say(f"training step compiled in {seconds * images:.0f} s")
-                self.phase = "compiled" if self.mode == "auto" else "done"
+                self.phase = "trial" if self.mode == "auto" else "done"
             return
-        timed = self.times[self.phase]
-        timed.append(seconds)
-        if len(timed) <= TIMED:  # the first of each is a warm-up
-            return
+        self.times[self.current].append(seconds)
         if self.phase == "eager":
-            left = statistics.median(timed[1:]) * images * self.steps_left()
+            timed = self.times["eager"][1:]  # the first step warms up
+            if len(timed) < TIMED - 1:
+                return
+            left = statistics.median(timed) * images * self.steps_left()
             self.phase = "compile" if left >= WORTH else "done"
-            return
-        self._choose()
+            self.times["eager"] = []  # timed again, in turns with the compiled step
+        elif min(len(t) for t in self.times.values()) >= TIMED:
+            self._choose()
 
     def _choose(self) -> None:
-        eager, compiled = (statistics.median(self.times[k][1:]) for k in ("eager", "compiled"))
+        eager, compiled = (statistics.median(self.times[k]) for k in ("eager", "compiled"))
         keep = compiled < eager
         self.say(
             f"training step: {1 / compiled:.2f} img/s compiled against {1 / eager:.2f} eager; "

@@ -1,5 +1,6 @@
 """Training (§3.4, §4.3): the loss as defined, the optimiser recipes, staged initialisation,
-exact resumption and a clear stop on divergence. Tiny data and timm's test ResNet throughout."""
+exact resumption, a clear stop on divergence, a compiler failing mid-run. Tiny data and timm's
+test ResNet throughout."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from safetensors.torch import load_file
+from torch import nn
 
 import fcnseg
 from fcnseg import load as load_model
@@ -18,7 +21,7 @@ from fcnseg.data import make_synthetic
 from fcnseg.errors import FcnsegError
 from fcnseg.files.checkpoint import read_checkpoint as read_state
 from fcnseg.models import build_fcn
-from fcnseg.training import Trainer
+from fcnseg.training import Trainer, compiled
 from fcnseg.training import train as run_training
 from fcnseg.training.config import TrainConfig
 from fcnseg.training.distributed import EpochSampler
@@ -498,3 +501,35 @@ def test_checkpointed_activations_give_the_same_step() -> None:
     recomputed.backbone.checkpointing = False
     momenta = [m.momentum for m in recomputed.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert momenta and momenta == pytest.approx([0.1] * len(momenta))
+
+
+# ---------------------------------------------------------------- a compiler that fails
+
+
+class Failing(nn.Module):
+    """What a compiler bug looks like from the training loop: the first call raises."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("expected size 11==11, stride 1==90721 at dim=1")
+
+
+def test_a_failing_compile_says_so_and_trains_on_eager_to_the_same_weights(
+    monkeypatch, capsys, data: Path, tmp_path: Path
+) -> None:
+    run_training(config(data, tmp_path / "eager", compile="off"))
+    monkeypatch.setattr(compiled.torch, "compile", lambda module, **_: Failing(module))
+    run_training(config(data, tmp_path / "failed", compile="on"))
+    log = capsys.readouterr().out
+    assert (
+        log.count("torch.compile failed") == 1
+        and "torch.compile failed (expected size 11==11" in log
+        and "on eager" in log
+    )
+    eager, failed = (load_file(tmp_path / run / "last.safetensors") for run in ("eager", "failed"))
+    # Weights, batch-norm statistics and the optimiser's state alike.
+    assert eager.keys() == failed.keys()
+    assert all(torch.equal(eager[k], failed[k]) for k in eager)
