@@ -48,6 +48,7 @@ def _config(
         scale=(0.75, 1.25),
         lr=settings.lr,
         backbone_lr_mult=settings.backbone_lr_mult,
+        loss=settings.loss,
         init_from=str(out / init / "best.safetensors") if init else None,
         out=str(out / run),
         # Two cores: loading in the training process beats a worker competing for them.
