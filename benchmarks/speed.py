@@ -179,7 +179,9 @@ class _Cached(torch.nn.Module):
         super().__init__()
         self.feats, self.min_size = feats, min_size
 
-    def forward(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, strides: tuple[int, ...] | None = None
+    ) -> dict[int, torch.Tensor]:
         return self.feats
 
 

@@ -55,15 +55,18 @@ def test_ce_plus_dice_is_their_sum_over_the_counted_pixels() -> None:
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("absent", [False, True])
-def test_lovasz_equals_segmentation_models_pytorch(absent: bool) -> None:
-    """Values and gradients of the batched sort equal smp's class-by-class loop, a class absent
-    from the truth included (it counts in neither)."""
+@pytest.mark.parametrize(
+    ("absent", "size"), [(False, (17, 13)), (True, (17, 13)), (True, (96, 128))]
+)
+def test_lovasz_equals_segmentation_models_pytorch(absent: bool, size: tuple[int, int]) -> None:
+    """Values and gradients of our radix-sorted loss equal smp's float sorts, a class absent
+    from the truth included (it counts in neither). The larger size gives over 32768 pixels a
+    class, where PyTorch sorts integers by its parallel radix sort."""
     from segmentation_models_pytorch.losses import LovaszLoss
 
     generator = torch.Generator().manual_seed(4)
-    logits = torch.randn(3, 5, 17, 13, generator=generator)
-    target = torch.randint(0, 4 if absent else 5, (3, 17, 13), generator=generator)
+    logits = torch.randn(3, 5, *size, generator=generator)
+    target = torch.randint(0, 4 if absent else 5, (3, *size), generator=generator)
     target[1, 3:9] = 255
     grads = []
     for loss in (LovaszSoftmax(255), LovaszLoss("multiclass", ignore_index=255)):
@@ -72,7 +75,7 @@ def test_lovasz_equals_segmentation_models_pytorch(absent: bool) -> None:
         value.backward()
         grads.append((value.detach(), x.grad))
     (ours, our_grad), (theirs, their_grad) = grads
-    # Sums of ~660 float32 terms of size ≤ 1: a few units in the last place of each.
+    # Sums of float32 terms of size ≤ 1, in other orders: a few units in the last place.
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(our_grad, their_grad, rtol=1e-5, atol=1e-6)
 
