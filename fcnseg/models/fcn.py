@@ -79,12 +79,13 @@ class Crop(nn.Module):
     def forward(self, x: Tensor, height: int, width: int) -> Tensor:
         c = self.offset
         x = x[..., c : c + height, c : c + width]
-        # Replicated by index rather than F.pad(mode="replicate"), whose backward Inductor
-        # miscompiles for channels-last tensors (torch 2.14: a stride assertion fails).
-        for dim, size in ((-2, height), (-1, width)):
-            if x.shape[dim] < size:
-                rows = torch.arange(size, device=x.device).clamp(max=x.shape[dim] - 1)
-                x = x.index_select(dim, rows)
+        if x.shape[-2] < height or x.shape[-1] < width:
+            # Replicated by index rather than F.pad(mode="replicate"), whose backward Inductor
+            # miscompiles for channels-last tensors (torch 2.14: a stride assertion fails).
+            # One branch for both sides, so that the ONNX export keeps both sizes dynamic.
+            for dim, size in ((-2, height), (-1, width)):
+                index = torch.arange(size, device=x.device).clamp(max=x.shape[dim] - 1)
+                x = x.index_select(dim, index)
         return x
 
 
