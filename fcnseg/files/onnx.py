@@ -150,7 +150,9 @@ def export_onnx(
 def verify_onnx(
     model: FCN, path: str | Path, sizes: tuple[tuple[int, int], ...] = CHECK_SIZES
 ) -> list[dict]:
-    """Run the exported graph and the model on random images of ``sizes``; report and raise."""
+    """Run the exported graph and the model on random images of ``sizes``; report and raise.
+    ``agreement`` is over the pixels whose class is clear (top-two margin above 1e-4 of the
+    largest score)."""
     session = OnnxModel(path)
     generator = torch.Generator().manual_seed(0)
     report = []
@@ -160,7 +162,13 @@ def verify_onnx(
         with torch.no_grad():
             expected = model.eval()(model.normalization(image))
         got = session(image)
-        agreement = (got.argmax(1) == expected.argmax(1)).float().mean().item()
+        # Float arithmetic in another order moves the scores by ~1e-6 of their size: a pixel
+        # whose top two classes lie closer than 1e-4 of it may flip without anything wrong
+        # (random images leave many such), so only the pixels with a clear winner count.
+        top2 = expected.topk(2, dim=1).values
+        clear = top2[:, 0] - top2[:, 1] > 1e-4 * expected.abs().amax()
+        flips = ((got.argmax(1) != expected.argmax(1)) & clear).sum()
+        agreement = 1 - (flips / clear.sum().clamp(min=1)).item()
         report.append(
             {
                 "size": [h, w],
