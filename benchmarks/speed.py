@@ -15,7 +15,7 @@ measured in the same run, model FLOPs counted by ``FlopCounterMode``); torchvisi
 
 Training: images/s of the CamVid recipe's optimiser step (``benchmarks/camvid.yaml``: FCN-4s
 Lite1, 8 crops of 288×384, CE + Lovász) as it was (eager, segmentation_models_pytorch's
-Lovász) against today's (the Lovász sorts in one call; the step compiled), each path its own
+Lovász) against today's (the Lovász's radix sort; the step compiled), each path its own
 copy of the model, taking turns on the same augmented batches; the ratios are per round.
 
 Weights: zero or random score layers give degenerate, near-tied argmaxes that make agreement
@@ -521,9 +521,9 @@ def bench_training(rounds: int = 6, batches: int = 3) -> dict:
         [(1.0, SegmentationLoss(ignore_index=ignore)), (1.0, LovaszLoss("multiclass", ignore))],
         ignore_index=ignore,
     )
-    compiled = runs["one-call Lovász, compiled step"]
+    compiled = runs["our Lovász, compiled step"]
     compiled.net = torch.compile(compiled.net, dynamic=False)
-    data = list(itertools.islice(runs["one-call Lovász, eager"].loader, batches))
+    data = list(itertools.islice(runs["our Lovász (radix sort), eager"].loader, batches))
     images = len(data[0][0])
 
     taken = dict.fromkeys(runs, 0)  # steps each path has taken: they cycle through the batches
@@ -537,7 +537,7 @@ def bench_training(rounds: int = 6, batches: int = 3) -> dict:
         update(run)
 
     start = time.perf_counter()
-    step("one-call Lovász, compiled step")
+    step("our Lovász, compiled step")
     compile_s = time.perf_counter() - start
     times = race(
         {name: (lambda name=name: step(name)) for name in runs}, budget=float("inf"), rounds=rounds
@@ -572,8 +572,8 @@ def bench_training(rounds: int = 6, batches: int = 3) -> dict:
 
 TRAINING_PATHS = (
     "as before: eager, smp's Lovász",
-    "one-call Lovász, eager",
-    "one-call Lovász, compiled step",
+    "our Lovász (radix sort), eager",
+    "our Lovász, compiled step",
 )
 
 
