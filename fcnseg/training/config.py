@@ -204,7 +204,7 @@ class TrainConfig:
     loss: str = _setting(
         "ce",
         "the loss: ce (the paper's), dice, focal, lovasz, or a weighted sum such as ce+dice "
-        "or ce+0.5*lovasz (dice, focal, lovasz: pip install 'fcnseg[losses]')",
+        "or ce+0.5*lovasz (dice, focal: pip install 'fcnseg[losses]')",
         metavar="SPEC",
     )
     loss_sampling: float = _setting(
