@@ -150,10 +150,12 @@ class LovaszSoftmax(nn.Module):
 
     For each class the pixels' errors ``|[y = c] − p_c|`` are sorted in decreasing order and
     dotted with the increments of the Jaccard loss along that order (their Alg. 1). Written
-    here, not taken from segmentation_models_pytorch, for a measured reason: the sorts are most
-    of the loss's time, and on the CamVid recipe's batches (8 × 288×384, 11 classes, 2 cores)
-    its float sort per class took 1.30 s a batch; one float sort of all classes 0.88 s; the
-    radix sort of their bits below, 0.26 s. The values are the same (tests compare the two).
+    here, not taken from segmentation_models_pytorch, for two measured reasons. Speed: on the
+    CamVid recipe's batches (8 × 288×384, 11 classes, 2 cores) smp's loss took 1.6 s forward
+    and backward, this one 0.47 s (medians of five, interleaved). Precision: smp takes each
+    increment as the difference of two Jaccard losses near 1, which cancels most of a
+    float32's digits; its gradients were 1.2% off a float64 evaluation (relative L1), these
+    0.003%.
     """
 
     def __init__(self, ignore_index: int) -> None:
@@ -166,25 +168,60 @@ class LovaszSoftmax(nn.Module):
         probs = logits.float().softmax(1).transpose(0, 1).reshape(classes, -1)
         labels = target.reshape(-1)
         counted = labels != self.ignore_index
-        if not counted.all():
-            probs, labels = probs[:, counted], labels[counted]
-        if not len(labels):  # nothing counts: zero loss and zero gradient
+        present = torch.bincount(labels[counted], minlength=classes).nonzero().squeeze(1)
+        if not len(present):  # nothing counts: zero loss and zero gradient
             return logits.sum() * 0.0
-        present = torch.bincount(labels, minlength=classes).nonzero().squeeze(1)
-        truth = labels == present[:, None]  # K×P, one row per present class
-        errors = (truth.float() - probs[present]).abs()
-        # Errors lie in [0, 1], where a float32's bits read as an int32 order as its value:
-        # sorting those integers is a radix sort, which PyTorch runs in parallel on 1-D integer
-        # tensors; C − bits puts the largest error first.
-        keys = 0x3F800000 - errors.view(torch.int32)
-        order = torch.stack([row.sort(stable=True).indices for row in keys])
-        errors, truth = errors.gather(1, order), truth.gather(1, order).float()
-        # Jaccard loss of the first i pixels predicted as the class, for each i; cumulative
-        # sums of 0/1 stay exact in float32 up to 2^24 pixels a batch.
-        positives = truth.sum(1, keepdim=True)
-        jaccard = 1 - (positives - truth.cumsum(1)) / (positives + (1 - truth).cumsum(1))
-        increments = torch.cat([jaccard[:, :1], jaccard.diff(dim=1)], dim=1)
-        return (errors * increments).sum(1).mean()
+        if len(present) < classes:
+            probs = probs[present]
+        return _Lovasz.apply(probs, labels == present[:, None], counted)
+
+
+#: Errors in [0, 1] are sorted as multiples of 1/_LEVELS, int16 keys: PyTorch sorts 1-D integer
+#: tensors by a parallel radix sort whose passes follow the key's width, and two passes took
+#: 0.08 s a CamVid batch against 0.25 s for the four of a float's bits (0.88 s as floats).
+#: Errors closer than 1/_LEVELS may come in either order; the loss then moves by at most
+#: 1/_LEVELS (its Lipschitz constant in the largest error is the Jaccard loss of all, ≤ 1).
+_LEVELS = 32766
+
+
+class _Lovasz(torch.autograd.Function):
+    """The loss of K×P ``probs`` given K×P ``truth`` (the class of each row), ``counted``
+    pixels only; its gradient written out, so that autograd keeps no sorted copies."""
+
+    @staticmethod
+    def forward(ctx: Any, probs: Tensor, truth: Tensor, counted: Tensor) -> Tensor:
+        errors = torch.where(truth, 1 - probs, probs)
+        keys = (_LEVELS - (errors * _LEVELS).round_()).to(torch.int16)  # largest error first
+        keys.masked_fill_(~counted, _LEVELS + 1)  # uncounted pixels last, after every error
+        order = torch.empty(keys.shape, dtype=torch.int64)
+        sorted_keys = torch.empty_like(keys[0])
+        for row, row_order in zip(keys, order, strict=True):
+            torch.sort(row, stable=True, out=(sorted_keys, row_order))
+        increments = _jaccard_increments(truth.gather(1, order))
+        slopes = torch.empty_like(errors).scatter_(1, order, increments).mul_(counted)
+        ctx.save_for_backward(slopes, truth)
+        return (errors * slopes).sum() / len(truth)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        slopes, truth = ctx.saved_tensors
+        slopes = slopes * (grad / len(truth))
+        return torch.where(truth, -slopes, slopes), None, None
+
+
+def _jaccard_increments(truth: Tensor) -> Tensor:
+    """J(i) − J(i−1) along each row of sorted ``truth``, J(i) the Jaccard loss when the first
+    i pixels are predicted as the row's class, in closed form: with g truth pixels, h of them
+    among the first i and u = g + i − h the union, J(i) = i/u, so the increment is 1/u at a
+    truth pixel and (g − h)/(u(u − 1)) at any other; no difference of nearby numbers."""
+    # Counts of 0/1 stay exact in float32 up to 2^24 pixels a batch, in float64 beyond.
+    dtype = torch.float32 if truth.shape[1] <= 2**24 else torch.float64
+    hits = truth.to(dtype).cumsum(1)
+    positives = hits[:, -1:]
+    union = torch.arange(1, truth.shape[1] + 1, dtype=dtype).sub(hits).add_(positives)
+    # At a truth pixel u − 1 may be 0; that branch is not taken there.
+    other = (positives - hits).div_((union - 1).clamp_(min=1))
+    return torch.where(truth, 1.0, other).div_(union).float()
 
 
 @LOSSES.register("lovasz")

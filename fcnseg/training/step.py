@@ -42,7 +42,10 @@ def backward(
     with contextlib.nullcontext() if sync else run.net.no_sync():
         with autocast(device, config.amp):
             logits = _forward(run.net, x.contiguous(memory_format=memory))
-        loss = run.loss(logits, target, generator)
+        # A compiled net hands its logits back channels-last (eager ones are contiguous), but
+        # the losses read each class's pixels in a row: the CamVid recipe's CE + Lovász took
+        # 0.73 s a batch on channels-last logits, 0.51 s with this one copy first.
+        loss = run.loss(logits.contiguous(), target, generator)
         value = procs.sum(loss.detach().float().reshape(1)).item() / procs.world
         if math.isfinite(value):
             run.scaler.scale(loss * scale).backward()
