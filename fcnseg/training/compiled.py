@@ -2,11 +2,10 @@
 
 Inductor fuses what eager PyTorch runs op by op: batch norm, activations and their backward
 passes. On the CamVid recipe (EfficientNet-Lite1 FCN-4s, 8 crops of 288×384, 2-core AMD EPYC)
-``benchmarks/speed.py`` measured the compiled step 1.2× faster than eager (5.6 against 4.6
-img/s, in turns), after 73 s of compiling (10–25 s once Inductor's cache holds it); a training
-run's own trial found them even (2.41 against 2.40 img/s). Whether it pays, and whether the run
-is long enough to repay the compiling, depends on the machine and the run, so ``--compile
-auto`` (the default) decides at run time:
+``benchmarks/speed.py`` measured the compiled step 1.19× faster than eager (5.18 against 4.35
+img/s, in turns), after 73 s of compiling the first time (9 s once Inductor's cache holds it).
+Whether it pays, and whether the run is long enough to repay the compiling, depends on the
+machine and the run, so ``--compile auto`` (the default) decides at run time:
 
 1. the first steps run eager, and steps 2–3 are timed (the first warms up);
 2. if the rest of the run would take at least :data:`WORTH` seconds eager, the next step
