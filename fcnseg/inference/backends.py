@@ -8,18 +8,28 @@ full-resolution class scores, band of rows by band of rows, at a given precision
 ``ENGINE:PRECISION`` candidates, so that calibration (:mod:`.precision`) measures them all
 against eager fp32 and keeps the fastest that agrees. Another engine is another class with
 these members, added to :func:`make_backend` and :class:`AutoBackend`.
+
+The graph the ONNX engines run is exported once per model and kept (:func:`exported`):
+PyTorch's exporter takes half a minute even for a small net, longer than the calibration it
+serves, and a second run of the same model must start at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import os
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError, FcnsegError
 from ..models import FCN, ModelMeta, output_field
 from . import precision
 from .prepare import Upsampling, prepare_network
@@ -32,9 +42,11 @@ __all__ = [
     "BAND_VALUES",
     "AutoBackend",
     "Backend",
+    "GRAPHS_KEPT",
     "OnnxBackend",
     "OpenVinoBackend",
     "TorchBackend",
+    "exported",
     "installed_engines",
     "make_backend",
 ]
@@ -43,6 +55,8 @@ ENGINES = ("torch", "onnxruntime", "openvino")
 BACKENDS = ("auto", *ENGINES)
 # Full-resolution scores are formed this many values at a time when only the argmax is kept.
 BAND_VALUES = 1 << 21
+# Exported graphs kept in the cache folder, the most recently used (a VGG16's is 0.5 GB).
+GRAPHS_KEPT = 4
 
 Span = tuple[int, int]
 
@@ -110,9 +124,7 @@ class OnnxBackend:
     name = "onnxruntime"
 
     def __init__(self, model: FCN | str | Path | OnnxModel, device: torch.device) -> None:
-        from ..files.onnx import OnnxModel
-
-        self._fp32 = model if isinstance(model, OnnxModel) else OnnxModel.of(model, device=device)
+        self._fp32 = exported(model, device)
         self._int8 = None
         self.meta, self.field, self.align = self._fp32.meta, self._fp32.field, self._fp32.align
 
@@ -153,11 +165,9 @@ class OpenVinoBackend:
             raise ConfigError(
                 "backend 'openvino' needs OpenVINO: pip install 'fcnseg[openvino]'"
             ) from None
-        from ..files.onnx import OnnxModel
-
         if device.type != "cpu":
             raise ConfigError(f"backend 'openvino' runs on the CPU, not {device}; use --device cpu")
-        self._graph = model if isinstance(model, OnnxModel) else OnnxModel.of(model, device=device)
+        self._graph = exported(model, device)
         self.meta, self.field, self.align = self._graph.meta, self._graph.field, self._graph.align
         self._core = openvino.Core()
         self._compiled: dict[str, object] = {}
@@ -200,6 +210,56 @@ class OpenVinoBackend:
         yield from logits.split(band, dim=-2)
 
 
+def exported(model: FCN | str | Path | OnnxModel, device: torch.device) -> OnnxModel:
+    """The ONNX graph of ``model``: an exported file opened; an FCN exported into the cache
+    folder (:func:`~.precision.cache_dir`) on first use and opened from there after, the file
+    named by a hash of what the graph depends on (:func:`_graph_key`). A cache that cannot be
+    written or read costs a fresh export, never the prediction."""
+    from ..files.onnx import OnnxModel, export_onnx
+
+    if isinstance(model, OnnxModel):
+        return model
+    if not isinstance(model, FCN):
+        return OnnxModel(Path(model), device)
+    folder = precision.cache_dir() / "onnx"
+    path = folder / f"{_graph_key(model)}.onnx"
+    if path.is_file():
+        with contextlib.suppress(CheckpointError, OSError):
+            graph = OnnxModel(path, device)
+            os.utime(path)  # used now: the last to be evicted
+            return graph
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        export_onnx(model, path, check=False)
+    except (OSError, FcnsegError):  # no writable cache: a temporary export, removed after
+        return OnnxModel.of(model, device=device)
+    graphs = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in graphs[GRAPHS_KEPT:]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+    return OnnxModel(path, device)
+
+
+def _graph_key(model: FCN) -> str:
+    """What an exported graph depends on: the weights, the model's description, and the code
+    that traces it (fcnseg's own sources and the versions of the exporter's packages)."""
+    about = [precision.weights_digest(model.state_dict()), model.meta.to_json(), _exporter()]
+    return hashlib.blake2b(json.dumps(about, default=str).encode(), digest_size=16).hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _exporter() -> list[str]:
+    # The sources, not only fcnseg's version: an edited checkout traces a different graph.
+    sources = hashlib.blake2b(digest_size=16)
+    for file in sorted(Path(__file__).parents[1].rglob("*.py")):
+        sources.update(file.read_bytes())
+    versions = []
+    for package in ("torch", "timm", "onnx", "onnxscript"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions.append(f"{package} {importlib.metadata.version(package)}")
+    return [sources.hexdigest(), *versions]
+
+
 def installed_engines() -> tuple[str, ...]:
     """The engines whose packages are installed (torch always)."""
     import importlib.util
@@ -233,10 +293,8 @@ class AutoBackend:
 
     def _engine(self, name: str) -> Backend:
         if name not in self._engines:
-            from ..files.onnx import OnnxModel
-
             if self._graph is None:
-                self._graph = OnnxModel.of(self._model, device=self.device)
+                self._graph = exported(self._model, self.device)
             maker = OnnxBackend if name == "onnxruntime" else OpenVinoBackend
             self._engines[name] = maker(self._graph, self.device)
         return self._engines[name]

@@ -209,9 +209,8 @@ def cache_dir() -> Path:
     return Path(base) / "fcnseg"
 
 
-def cache_key(weights: dict[str, Tensor] | Path, batch: Tensor, candidates: Sequence[str]) -> str:
-    """What a calibration depends on: the weights (hashed), the machine (CPU, its threads, the
-    engines' versions), the batch's shape and type, the candidates and the agreement asked."""
+def weights_digest(weights: dict[str, Tensor] | Path) -> str:
+    """A hash of a model's weights: its state dict, or the bytes of its file."""
     digest = hashlib.blake2b(digest_size=16)
     if isinstance(weights, Path):
         with open(weights, "rb") as f:
@@ -222,9 +221,15 @@ def cache_key(weights: dict[str, Tensor] | Path, batch: Tensor, candidates: Sequ
             digest.update(name.encode())
             raw = tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8)
             digest.update(memoryview(raw.numpy()))
-    about = [_machine(), list(batch.shape), str(batch.dtype), list(candidates), AGREEMENT]
-    digest.update(json.dumps(about).encode())
     return digest.hexdigest()
+
+
+def cache_key(weights: dict[str, Tensor] | Path, batch: Tensor, candidates: Sequence[str]) -> str:
+    """What a calibration depends on: the weights (hashed), the machine (CPU, its threads, the
+    engines' versions), the batch's shape and type, the candidates and the agreement asked."""
+    about = [_machine(), list(batch.shape), str(batch.dtype), list(candidates), AGREEMENT]
+    text = json.dumps([weights_digest(weights), *about])
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 @lru_cache(maxsize=1)

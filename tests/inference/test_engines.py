@@ -4,6 +4,8 @@ remembering the choice for the next run."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from PIL import Image
 
 import fcnseg
 from fcnseg.cli import main
+from fcnseg.inference import backends
 from fcnseg.inference import precision as calibration
 from fcnseg.inference.backends import installed_engines
 
@@ -98,3 +101,43 @@ def test_predict_prints_the_choice_once(model, tmp_path, capsys) -> None:
     captured = capsys.readouterr()
     assert captured.err.count("engine: ") == 1
     assert "wrote 3 masks" in captured.out
+
+
+def test_a_second_run_opens_the_exported_graph_instead_of_exporting_again(
+    model, monkeypatch, tmp_path
+) -> None:
+    # The real export, shared with the tests above through the session's cache; here each
+    # further export is a copy of it, counted.
+    made = Path(backends.exported(model, torch.device("cpu")).path).read_bytes()
+    exports = []
+
+    def export(model, path, **kwargs) -> list:
+        exports.append(path)
+        Path(path).write_bytes(made)
+        return []
+
+    monkeypatch.setattr("fcnseg.files.onnx.export_onnx", export)
+    monkeypatch.setenv("FCNSEG_CACHE_DIR", str(tmp_path))
+    expected = fcnseg.Predictor(model, backend="onnxruntime", precision="fp32")(IMAGE)
+    (graph,) = (tmp_path / "onnx").glob("*.onnx")
+    assert exports == [graph]
+    second = fcnseg.Predictor(model, backend="onnxruntime", precision="fp32")
+    assert torch.equal(second(IMAGE), expected) and len(exports) == 1
+
+    graph.write_bytes(b"not a graph")  # a damaged cache costs an export, not the prediction
+    assert torch.equal(fcnseg.Predictor(model, backend="onnxruntime")(IMAGE), expected)
+    assert len(exports) == 2 and graph.read_bytes() == made
+
+    monkeypatch.setattr(backends, "GRAPHS_KEPT", 2)
+    for name in ("a", "b", "c"):
+        monkeypatch.setattr(backends, "_graph_key", lambda m, name=name: name)
+        fcnseg.Predictor(model, backend="onnxruntime")
+    assert sorted(p.stem for p in (tmp_path / "onnx").iterdir()) == ["b", "c"]
+
+
+def test_the_graph_is_named_by_the_weights(model) -> None:
+    key = backends._graph_key(model)
+    assert backends._graph_key(model) == key
+    with torch.no_grad():
+        next(model.parameters())[0].add_(1e-3)
+    assert backends._graph_key(model) != key
