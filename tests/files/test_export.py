@@ -86,26 +86,22 @@ def test_int8_is_calibrated_on_the_first_batch(exported):
     assert labels.shape == (2, 48, 64)
 
 
-def test_multiband_model_exports_with_float_input(tmp_path):
+def test_multiband_model_of_near_ties_exports_with_float_input(tmp_path):
+    """A 5-band model exports with a float input. Its class scores are near-ties everywhere:
+    scores within float noise of each other flip between engines without anything being wrong,
+    and the check must not refuse such a model (it did, at 99.51%, for a real one). One export
+    serves both: each takes most of a minute."""
+    torch.manual_seed(1)
     model = fcnseg.fcn8s(num_classes=3, backbone="timm:test_resnet", in_channels=5).eval()
+    for name, p in model.named_parameters():
+        if name.startswith("score"):
+            torch.nn.init.normal_(p, std=1e-7)  # every pixel a near-tie
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = export_onnx(model, tmp_path / "m.onnx")
-    assert all(r["agreement"] == 1.0 for r in report)
+    assert all(r["agreement"] == 1.0 and r["max_abs_diff"] < 1e-5 for r in report)
     runner = OnnxModel(tmp_path / "m.onnx")
     assert runner.meta.in_channels == 5
     assert json.loads(runner.session.get_modelmeta().custom_metadata_map["fcnseg"])["input"] == (
         "float32 N×5×H×W"
     )
-
-
-def test_the_check_counts_only_pixels_with_a_clear_class(tmp_path):
-    """Scores within float noise of each other flip between engines without anything being
-    wrong; the check must not refuse such a model (it did, at 99.51%, for a real one)."""
-    torch.manual_seed(1)
-    model = fcnseg.fcn8s(num_classes=3, backbone="timm:test_resnet").eval()
-    for name, p in model.named_parameters():
-        if name.startswith("score"):
-            torch.nn.init.normal_(p, std=1e-7)  # every pixel a near-tie
-    report = export_onnx(model, tmp_path / "ties.onnx")
-    assert all(r["agreement"] == 1.0 and r["max_abs_diff"] < 1e-5 for r in report)
