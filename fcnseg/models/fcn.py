@@ -89,6 +89,19 @@ class Crop(nn.Module):
         return x
 
 
+def extended(x: Tensor) -> Tensor:
+    """``x`` with its last row and column repeated once.
+
+    A 2× upsampling whose kernel puts coarse positions on fine ones (odd kernel, modern
+    geometry) makes ``2n − 1`` positions of ``n``: the fine map's last position lies half a
+    coarse step past the last coarse one, and each fusion and the final upsampling would lose
+    it again (31 rows and columns for FCN-8s). One repeated coarse position lets the upsampling
+    interpolate there towards the edge value; :class:`Fuse` and :class:`Crop` cut the rest.
+    """
+    x = torch.cat([x, x[..., -1:, :]], dim=-2)
+    return torch.cat([x, x[..., -1:]], dim=-1)
+
+
 def _upsampling(coarse: Field, target: Field, factor: int, geometry: str) -> tuple[int, int]:
     """Kernel and padding of a ×``factor`` upsampling from ``coarse`` onto ``target``.
 
@@ -261,15 +274,19 @@ class FCN(nn.Module):
         return outs[0] if len(outs) == 1 else torch.cat(outs, 1)
 
     def _head(self, feats: dict[int, Tensor], suffix: str, height: int, width: int) -> Tensor:
+        # The reference nets' 100-pixel pad leaves every map room to spare; the modern
+        # geometry extends each map by a position before upsampling it (see extended).
+        edge = extended if self.geometry == "modern" else (lambda x: x)
         scores = getattr(self, f"score_fr{suffix}")(feats[32])
         for s, up in zip(self.skips, self.upscores, strict=True):
             name = tap_name(s)
             tap = feats[s] if self.skip_scale[s] == 1.0 else feats[s] * self.skip_scale[s]
             scores = getattr(self, f"fuse_{name}{suffix}")(
-                getattr(self, up + suffix)(scores), getattr(self, f"score_{name}{suffix}")(tap)
+                getattr(self, up + suffix)(edge(scores)),
+                getattr(self, f"score_{name}{suffix}")(tap),
             )
         return getattr(self, f"score{suffix}")(
-            getattr(self, self.final + suffix)(scores), height, width
+            getattr(self, self.final + suffix)(edge(scores)), height, width
         )
 
     def head(self, name: str) -> HeadView:

@@ -37,6 +37,21 @@ def test_other_backbones_any_size(backbone: str) -> None:
             assert model(torch.randn(2, 3, h, w)).shape == (2, 4, h, w)
 
 
+@pytest.mark.parametrize("variant", ["fcn32s", "fcn16s", "fcn8s", "fcn4s"])
+def test_modern_geometry_computes_every_output_pixel(variant: str) -> None:
+    # Each odd-kernel 2× upsampling makes 2n − 1 positions of n unless its input is extended:
+    # FCN-8s would compute 32n − 31 of 32n and copy the last 31 rows and columns.
+    torch.manual_seed(0)
+    model = fcnseg.build_fcn(variant, num_classes=3, backbone="timm:test_resnet").eval()
+    for name, p in model.named_parameters():
+        if name.startswith("score"):
+            torch.nn.init.normal_(p, std=0.1)
+    with torch.no_grad():
+        scores = model(torch.randn(1, 3, 64, 96))
+    assert (scores[..., 1:, :] != scores[..., :-1, :]).any(dim=(0, 1, 3)).all()
+    assert (scores[..., 1:] != scores[..., :-1]).any(dim=(0, 1, 2)).all()
+
+
 def test_new_score_layers_start_at_zero(vgg_models: dict) -> None:
     # §4.2: a new skip adds nothing at first, so FCN-16s starts as the FCN-32s it grew from.
     model = vgg_models["fcn8s", "modern"]
