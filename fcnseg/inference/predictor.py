@@ -63,8 +63,7 @@ class Predictor:
             fp32 on at least 99.5% of the pixels and takes the fastest; the choice is cached
             per model, machine and input size (``$FCNSEG_CACHE_DIR``, else
             ``~/.cache/fcnseg``), beside the model's ONNX export, so the next run starts at
-            once. ``$FCNSEG_BACKEND`` sets
-            another default.
+            once. ``$FCNSEG_BACKEND`` sets another default.
         tile: images with a side longer than this are segmented in overlapping tiles of
             ``tile``×``tile`` pixels; ``None`` never tiles; ``"auto"`` (the default) tiles
             images of more than 4096×4096 pixels in tiles of 2048 or more.
