@@ -57,17 +57,11 @@ def run(model: str, loss: str | None, args: argparse.Namespace, out: Path) -> di
         "val": _scores(evaluate(best, dataset)),
         "run_dir": str(out),
     }
-    if not args.ablation and _has_tta():
+    if not args.ablation:
         start = time.time()
         record["val_tta"] = _scores(evaluate(best, dataset, tta=True))
         record["tta_wall_s"] = round(time.time() - start, 1)
     return record
-
-
-def _has_tta() -> bool:
-    import inspect
-
-    return "tta" in inspect.signature(evaluate).parameters
 
 
 def _scores(result: dict) -> dict[str, float]:

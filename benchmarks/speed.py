@@ -16,7 +16,9 @@ measured in the same run, model FLOPs counted by ``FlopCounterMode``); torchvisi
 Training: images/s of the CamVid recipe's optimiser step (``benchmarks/camvid.yaml``: FCN-4s
 Lite1, 8 crops of 288×384, CE + Lovász) as it was (eager, segmentation_models_pytorch's
 Lovász) against today's (the Lovász's radix sort; the step compiled), each path its own
-copy of the model, taking turns on the same augmented batches; the ratios are per round.
+copy of the model, taking turns on the same augmented batches; the ratios are per round. Then
+whole steps with their data loader, the loader as before (files decoded every epoch, two
+worker processes) against decoded images kept in memory, with and without workers.
 
 Weights: zero or random score layers give degenerate, near-tied argmaxes that make agreement
 meaningless. FCN-8s Lite0 is the model ``benchmarks/camvid.py`` trained (``runs/camvid``), when it
@@ -504,23 +506,18 @@ def bench_memory(model: fcnseg.FCN) -> list[dict]:
 
 def bench_training(rounds: int = 10, batches: int = 3) -> dict:
     """Seconds per optimiser step of the CamVid recipe, as it was and as it is, in turns."""
-    from segmentation_models_pytorch.losses import LovaszLoss
-
     from fcnseg.training import TrainConfig
     from fcnseg.training.distributed import Processes
-    from fcnseg.training.loss import SegmentationLoss, SumLoss
     from fcnseg.training.setup import build_run
     from fcnseg.training.step import backward, update
 
     values = TrainConfig.read_yaml(ROOT / "benchmarks" / "camvid.yaml")
-    config = TrainConfig.from_dict({**values, "root": str(CAMVID), "out": "-"}).resolved()
+    config = TrainConfig.from_dict(
+        {**values, "root": str(CAMVID), "out": "-", "keep_decoded": "off"}
+    ).resolved()
     procs = Processes("cpu")
     runs = {name: build_run(config, procs, lambda _: None) for name in TRAINING_PATHS}
-    ignore = runs["as before: eager, smp's Lovász"].train_set.ignore_index
-    runs["as before: eager, smp's Lovász"].loss = SumLoss(
-        [(1.0, SegmentationLoss(ignore_index=ignore)), (1.0, LovaszLoss("multiclass", ignore))],
-        ignore_index=ignore,
-    )
+    smp_lovasz(runs["as before: eager, smp's Lovász"])
     compiled = runs["our Lovász, compiled step"]
     compiled.net = torch.compile(compiled.net, dynamic=False)
     data = list(itertools.islice(runs["our Lovász, eager"].loader, batches))
@@ -577,6 +574,96 @@ TRAINING_PATHS = (
 )
 
 
+def smp_lovasz(run) -> None:
+    """Give ``run`` the loss as it was: CE + segmentation_models_pytorch's Lovász."""
+    from segmentation_models_pytorch.losses import LovaszLoss
+
+    from fcnseg.training.loss import SegmentationLoss, SumLoss
+
+    ignore = run.train_set.ignore_index
+    run.loss = SumLoss(
+        [(1.0, SegmentationLoss(ignore_index=ignore)), (1.0, LovaszLoss("multiclass", ignore))],
+        ignore_index=ignore,
+    )
+
+
+#: Whole training steps: (step: before or today's, --keep-decoded, --workers).
+LOADERS = {
+    "as before: smp's Lovász, eager; files decoded every epoch, 2 workers": ("before", "off", 2),
+    "today's step (compiled); files decoded every epoch, 2 workers": ("today", "off", 2),
+    "today's step; decoded once and kept, 2 workers": ("today", "on", 2),
+    "today's step; decoded once and kept, no workers": ("today", "on", 0),
+}
+
+
+def bench_loader(rounds: int = 3, steps: int = 12) -> dict:
+    """Images/s of whole training steps of the CamVid recipe (the loader's batches, forward,
+    backward, update), the step and the loader as before and as today (:data:`LOADERS`), in
+    turns.
+
+    Each turn starts a fresh loader (its workers forked then, as at an epoch's start) and
+    takes ``steps`` steps; stopping a loader ends its workers, so none works in another's turn.
+    """
+    from torch.utils.data import DataLoader
+
+    from fcnseg.training import TrainConfig
+    from fcnseg.training.distributed import Processes
+    from fcnseg.training.setup import build_run
+    from fcnseg.training.step import backward, update
+
+    values = TrainConfig.read_yaml(ROOT / "benchmarks" / "camvid.yaml")
+    procs = Processes("cpu")
+    runs, configs = {}, {}
+    for name, (step, keep, workers) in LOADERS.items():
+        config = TrainConfig.from_dict(
+            {**values, "root": str(CAMVID), "out": "-", "keep_decoded": keep, "workers": workers}
+        ).resolved()
+        configs[name], runs[name] = config, build_run(config, procs, print)
+        if step == "before":
+            smp_lovasz(runs[name])
+        else:
+            runs[name].net = torch.compile(runs[name].net, dynamic=False)
+
+    def turn(name: str) -> None:
+        run, config = runs[name], configs[name]
+        loader = DataLoader(
+            run.loader.dataset,
+            batch_size=run.loader.batch_size,
+            sampler=run.loader.sampler,
+            num_workers=config.workers,
+            collate_fn=run.loader.collate_fn,
+        )
+        for k, (x, y) in enumerate(itertools.islice(loader, steps)):
+            generator = torch.Generator().manual_seed(k)
+            backward(run, config, procs, x, y, generator=generator, scale=1.0, sync=True)
+            update(run)
+
+    times = race(
+        {name: (lambda name=name: turn(name)) for name in runs}, budget=float("inf"), rounds=rounds
+    )
+    images = steps * configs[next(iter(runs))].batch_size
+    base = times[next(iter(LOADERS))]
+    rows = []
+    for name in runs:
+        ratios = sorted(b / t for b, t in zip(base, times[name], strict=True))
+        rows.append(
+            {
+                "path": name,
+                "images_per_s_median": images / statistics.median(times[name]),
+                "ratio_median": statistics.median(ratios),
+                "ratio_min": ratios[0],
+                "ratio_max": ratios[-1],
+                "rounds": len(ratios),
+            }
+        )
+        print(
+            f"   {name:70s} {rows[-1]['images_per_s_median']:5.2f} img/s  "
+            f"×{rows[-1]['ratio_median']:.2f} [{ratios[0]:.2f}–{ratios[-1]:.2f}]",
+            flush=True,
+        )
+    return {"setting": f"whole steps from the loader, {steps} per turn", "rows": rows}
+
+
 def table(rows: list[dict]) -> str:
     """img/s is the best run (the least disturbed by other processes), median beside it."""
     lines = [
@@ -620,7 +707,7 @@ def main() -> None:
     if args.part != "inference":
         started = time.perf_counter()
         print("\n== training", flush=True)
-        training = {"machine": info, **bench_training()}
+        training = {"machine": info, **bench_training(), "loader": bench_loader()}
         training["total_seconds"] = time.perf_counter() - started
         TRAINING_RESULTS.parent.mkdir(parents=True, exist_ok=True)
         TRAINING_RESULTS.write_text(json.dumps(training, indent=1))

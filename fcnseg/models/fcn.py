@@ -68,8 +68,9 @@ class Fuse(nn.Module):
 class Crop(nn.Module):
     """Cut the output to the input's size at ``offset`` (Caffe's final crop layer, ``score``).
 
-    The modern geometry can leave the last row or column of a backbone with odd strides
-    uncovered; those are filled from their neighbours rather than left out.
+    With :func:`extended`, every registered backbone covers the input; a backbone of one's own
+    whose pooling rounds odd sizes down can still fall a row or column short, and those are
+    filled from their neighbours rather than left out.
     """
 
     def __init__(self, offset: int) -> None:

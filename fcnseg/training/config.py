@@ -69,6 +69,12 @@ class TrainConfig:
     workers: int | None = _setting(
         None, "data loader processes (default: min(2, CPUs))", type=int, metavar="N"
     )
+    keep_decoded: str = _setting(
+        "auto",
+        "decode the images once and keep them in memory: auto (when they take at most a "
+        "quarter of the memory available), on, off",
+        choices=["auto", "on", "off"],
+    )
     label_map: str | dict | None = _setting(
         None,
         'mask value → class, overriding classes.json\'s "map": 255:1 (binary 0/255 masks), '

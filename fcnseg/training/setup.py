@@ -9,8 +9,11 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -173,6 +176,34 @@ def _skip_bad(
     return skipped
 
 
+def _decoded_budget(setting: str, procs: Processes) -> int:
+    """Bytes ``--keep-decoded`` lets the datasets keep decoded on this process."""
+    if setting == "off":
+        return 0
+    if setting == "on":
+        return sys.maxsize
+    return _available_memory() // (4 * procs.world)  # every process keeps its own copy
+
+
+def _available_memory() -> int:
+    """Bytes of memory available now: Linux's MemAvailable within the container's limit;
+    elsewhere half the physical memory; 0 where neither is known."""
+    try:
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if "MemAvailable" in line)
+    except (OSError, StopIteration, ValueError):
+        try:
+            return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+        except (AttributeError, OSError, ValueError):
+            return 0
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        return min(available, int(limit) - used) if limit != "max" else available
+    except (OSError, ValueError):
+        return available
+
+
 def check_label_space(
     dataset: SegmentationDataset, stats: MaskStats, say: Callable[[str], None]
 ) -> None:
@@ -219,6 +250,15 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
     )
     val_set = build_dataset(config.dataset, config.root, config.val_split, **reading)
     skipped = _skip_bad((train_set, val_set), procs, config.workers) if config.skip_bad else []
+    budget = _decoded_budget(config.keep_decoded, procs)
+    for dataset, split in ((train_set, "training"), (val_set, "validation")):
+        start = time.perf_counter()
+        if budget > 0 and (kept := dataset.keep_decoded(budget)):
+            budget -= kept
+            say(
+                f"{len(dataset)} {split} images decoded once and kept in memory "
+                f"({kept / 2**20:.0f} MiB, {time.perf_counter() - start:.0f} s)"
+            )
     # Every training mask read once (per label set), for the check and the weights.
     label_sets = train_set.heads or {"": train_set}
     stats = {name: mask_stats(labels) for name, labels in label_sets.items()}

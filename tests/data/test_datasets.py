@@ -118,6 +118,25 @@ def test_transform_is_applied_jointly(tmp_path):
     assert np.array_equal(as_array(image), pixels(3, 4)[:, ::-1])
 
 
+def test_kept_decoded_samples_equal_the_files_and_stay_unchanged(tmp_path):
+    root = folder(tmp_path, names=("a", "b", "c"))
+    fresh = build_dataset("folder", root, "train", num_classes=3)
+    expected = [fresh[i] for i in range(3)]
+    ds = build_dataset("folder", root, "train", num_classes=3)
+    per_sample = 3 * 3 * 4 + 3 * 4  # uint8 image and, labels up to 255, uint8 mask
+    assert ds.keep_decoded(3 * per_sample - 1) == 0 and ds.decoded is None  # over the budget
+    assert ds.keep_decoded(3 * per_sample) == 3 * per_sample
+    for path in root.rglob("*.png"):
+        path.unlink()  # read from memory from now on
+    ds.transform = lambda image, mask: (image.mul_(0), mask.fill_(1))  # in place, on purpose
+    assert ds[0][1].dtype == torch.int64 and ds[0][1].eq(1).all()
+    ds.transform = None
+    for i in range(3):
+        image, mask = ds[i]
+        assert torch.equal(image, expected[i][0]) and torch.equal(mask, expected[i][1])
+        assert mask.dtype == torch.int64 and torch.equal(ds.load_mask(i), expected[i][1])
+
+
 # --- image modes and orientation -------------------------------------------------------------
 
 

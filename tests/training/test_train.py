@@ -230,6 +230,20 @@ def test_a_few_steps_reduce_the_loss_and_write_the_run(data, tmp_path) -> None:
     assert read_state(run / "last.safetensors").info["state"]["step"] == 15
 
 
+def test_images_kept_decoded_train_to_the_same_weights(data, tmp_path, capsys) -> None:
+    """Kept in memory or read from the files, the batches (augmentation included) are the same:
+    so are the trained weights, bit for bit, on one machine."""
+    weights = {}
+    for keep in ("on", "off"):
+        run = tmp_path / keep
+        run_training(config(data, run, epochs=2, keep_decoded=keep, workers=2 if keep == "on" else 0))
+        weights[keep] = load_file(str(run / "last.safetensors"))
+    assert "6 training images decoded once and kept in memory" in capsys.readouterr().out
+    assert weights["on"].keys() == weights["off"].keys()
+    for name, tensor in weights["on"].items():
+        assert torch.equal(tensor, weights["off"][name]), name
+
+
 def test_freeze_backbone_trains_only_the_new_layers(data, tmp_path) -> None:
     torch.manual_seed(1)
     before = build_fcn("fcn8s", num_classes=6, backbone=BACKBONE).backbone.state_dict()
