@@ -234,9 +234,9 @@ def test_images_kept_decoded_train_to_the_same_weights(data, tmp_path, capsys) -
     """Kept in memory or read from the files, the batches (augmentation included) are the same:
     so are the trained weights, bit for bit, on one machine."""
     weights = {}
-    for keep in ("on", "off"):
+    for keep, workers in (("on", 2), ("off", 0)):
         run = tmp_path / keep
-        run_training(config(data, run, epochs=2, keep_decoded=keep, workers=2 if keep == "on" else 0))
+        run_training(config(data, run, epochs=2, keep_decoded=keep, workers=workers))
         weights[keep] = load_file(str(run / "last.safetensors"))
     assert "6 training images decoded once and kept in memory" in capsys.readouterr().out
     assert weights["on"].keys() == weights["off"].keys()
