@@ -142,12 +142,15 @@ class SegmentationDataset(Dataset):
         first = _compact(self.read_pair(0))
         if _size(first) * len(self) > budget:  # the first sample's size stands for the rest
             return 0
+        kept, size = [first], _size(first)
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # decoders release the GIL
-            rest = list(pool.map(lambda i: _compact(self.read_pair(i)), range(1, len(self))))
-        size = _size(first) + sum(map(_size, rest))
-        if size > budget:
-            return 0
-        self.decoded = [first, *rest]
+            for pair in pool.map(lambda i: _compact(self.read_pair(i)), range(1, len(self))):
+                size += _size(pair)
+                if size > budget:  # larger images further on: stop before memory runs out
+                    pool.shutdown(cancel_futures=True)
+                    return 0
+                kept.append(pair)
+        self.decoded = kept
         return size
 
     def read_image(self, path: Path) -> torch.Tensor:

@@ -125,6 +125,11 @@ def test_kept_decoded_samples_equal_the_files_and_stay_unchanged(tmp_path):
     ds = build_dataset("folder", root, "train", num_classes=3)
     per_sample = 3 * 3 * 4 + 3 * 4  # uint8 image and, labels up to 255, uint8 mask
     assert ds.keep_decoded(3 * per_sample - 1) == 0 and ds.decoded is None  # over the budget
+    save(root / "train/images/c.png", pixels(6, 8))  # the last one larger than the first
+    save(root / "train/masks/c.png", np.zeros((6, 8), np.uint8))
+    assert ds.keep_decoded(3 * per_sample + 1) == 0 and ds.decoded is None  # found on the way
+    save(root / "train/images/c.png", pixels(3, 4, seed=2))
+    save(root / "train/masks/c.png", LABELS)
     assert ds.keep_decoded(3 * per_sample) == 3 * per_sample
     for path in root.rglob("*.png"):
         path.unlink()  # read from memory from now on
