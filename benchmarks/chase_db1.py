@@ -1,6 +1,7 @@
 """FCN on CHASE_DB1 retinal vessels, trained on the CPU (a benchmark, not a test).
 
     python benchmarks/chase_db1.py [--root DIR] [--out RUN_DIR] [--model fcn2s] [--epochs N]
+                                   [--loss LOSS]
     python benchmarks/chase_db1.py --ablation --epochs 10   # 32s…2s, CE and CE + Dice
 
 A thin wrapper over ``benchmarks/chase_db1.yaml`` and ``fcnseg train``: it trains on children
@@ -109,6 +110,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/chase_db1"))
     parser.add_argument("--model", default="fcn2s", choices=fcnseg.list_models())
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    parser.add_argument("--loss", help="override the recipe's loss (e.g. ce+lovasz)")
     parser.add_argument(
         "--ablation",
         action="store_true",
@@ -125,7 +127,7 @@ def main() -> None:
             for m, loss in plan
         }
     else:
-        runs = {args.model: (args.model, None, args.out)}
+        runs = {args.model: (args.model, args.loss, args.out)}
     records = [run(m, loss, args, out) for m, loss, out in runs.values()]
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "chase_db1_ablation" if args.ablation else "chase_db1"
