@@ -539,26 +539,7 @@ def bench_training(rounds: int = 10, batches: int = 3) -> dict:
     times = race(
         {name: (lambda name=name: step(name)) for name in runs}, budget=float("inf"), rounds=rounds
     )
-    base = times["as before: eager, smp's Lovász"]
-    rows = []
-    for name in runs:
-        ratios = sorted(b / t for b, t in zip(base, times[name], strict=True))
-        rows.append(
-            {
-                "path": name,
-                "images_per_s_median": images / statistics.median(times[name]),
-                "ratio_median": statistics.median(ratios),
-                "ratio_min": ratios[0],
-                "ratio_max": ratios[-1],
-                "rounds": len(ratios),
-            }
-        )
-        row = rows[-1]
-        print(
-            f"   {name:40s} {row['images_per_s_median']:5.2f} img/s  ×{row['ratio_median']:.2f} "
-            f"[{ratios[0]:.2f}–{ratios[-1]:.2f}]",
-            flush=True,
-        )
+    rows = ratio_rows(times, images)
     return {
         "setting": f"CamVid recipe step: {config.model} {config.backbone}, batch {images} of "
         f"{config.crop[0]}×{config.crop[1]}, {config.loss}",
@@ -641,15 +622,22 @@ def bench_loader(rounds: int = 3, steps: int = 12) -> dict:
     times = race(
         {name: (lambda name=name: turn(name)) for name in runs}, budget=float("inf"), rounds=rounds
     )
-    images = steps * configs[next(iter(runs))].batch_size
-    base = times[next(iter(LOADERS))]
+    rows = ratio_rows(times, steps * configs[next(iter(runs))].batch_size)
+    return {"setting": f"whole steps from the loader, {steps} per turn", "rows": rows}
+
+
+def ratio_rows(times: dict[str, list[float]], images: int) -> list[dict]:
+    """Each path's median images/s and its per-round ratios to the first path (the baseline,
+    timed in the same rounds), printed as they are made."""
+    base = next(iter(times.values()))
+    width = max(map(len, times))
     rows = []
-    for name in runs:
-        ratios = sorted(b / t for b, t in zip(base, times[name], strict=True))
+    for name, seconds in times.items():
+        ratios = sorted(b / t for b, t in zip(base, seconds, strict=True))
         rows.append(
             {
                 "path": name,
-                "images_per_s_median": images / statistics.median(times[name]),
+                "images_per_s_median": images / statistics.median(seconds),
                 "ratio_median": statistics.median(ratios),
                 "ratio_min": ratios[0],
                 "ratio_max": ratios[-1],
@@ -657,11 +645,11 @@ def bench_loader(rounds: int = 3, steps: int = 12) -> dict:
             }
         )
         print(
-            f"   {name:70s} {rows[-1]['images_per_s_median']:5.2f} img/s  "
+            f"   {name:{width}s} {rows[-1]['images_per_s_median']:5.2f} img/s  "
             f"×{rows[-1]['ratio_median']:.2f} [{ratios[0]:.2f}–{ratios[-1]:.2f}]",
             flush=True,
         )
-    return {"setting": f"whole steps from the loader, {steps} per turn", "rows": rows}
+    return rows
 
 
 def table(rows: list[dict]) -> str:
