@@ -1,4 +1,5 @@
-"""Where computation runs: the device a name means, and mixed precision on it.
+"""Where computation runs: the device a name means, the precisions its CPU computes natively,
+and mixed precision on it.
 
 Shared by training, evaluation and inference; it imports torch and nothing of fcnseg's but
 its errors.
@@ -7,12 +8,14 @@ its errors.
 from __future__ import annotations
 
 import contextlib
+from functools import lru_cache
+from pathlib import Path
 
 import torch
 
 from .errors import ConfigError
 
-__all__ = ["autocast", "resolve_device"]
+__all__ = ["autocast", "cpu_has_bf16", "cpu_has_fp16", "resolve_device"]
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -46,3 +49,22 @@ def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManage
         raise ConfigError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16")
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AMX tiles or AVX-512 BF16).
+
+    Without them oneDNN emulates bf16 and it is slower than fp32, so the rule is by instruction
+    set, not by what oneDNN accepts.
+    """
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+@lru_cache(maxsize=1)
+def cpu_has_fp16() -> bool:
+    """Whether this CPU computes in float16 natively (AVX-512 FP16 or AMX FP16)."""
+    if getattr(torch.cpu, "_is_amx_fp16_supported", lambda: False)():
+        return True
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.exists() and " avx512_fp16" in cpuinfo.read_text()

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..device import cpu_has_bf16, cpu_has_fp16
 from ..models import FCN
 from .inputs import ImageLike, as_image_tensor
-from .precision import Calibration, cpu_has_bf16, cpu_has_fp16
+from .precision import Calibration
 from .predictor import Predictor
 from .prepare import CoarseScores, Upsampling, fold_batchnorm, prepare_network
 from .tiling import TilePlan, tile_windows

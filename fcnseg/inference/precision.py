@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..device import cpu_has_bf16, cpu_has_fp16
 from .outputs import Output
 
 __all__ = [
@@ -33,8 +34,6 @@ __all__ = [
     "Calibration",
     "auto_candidates",
     "choose_precision",
-    "cpu_has_bf16",
-    "cpu_has_fp16",
     "warn_if_emulated",
 ]
 
@@ -42,25 +41,6 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 # ``precision="auto"`` considers a reduced precision only if its class map agrees with fp32's on
 # at least this share of the pixels of a calibration image.
 AGREEMENT = 0.995
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AMX tiles or AVX-512 BF16).
-
-    Without them oneDNN emulates bf16 and it is slower than fp32, so the rule is by instruction
-    set, not by what oneDNN accepts.
-    """
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-@lru_cache(maxsize=1)
-def cpu_has_fp16() -> bool:
-    """Whether this CPU computes in float16 natively (AVX-512 FP16 or AMX FP16)."""
-    if getattr(torch.cpu, "_is_amx_fp16_supported", lambda: False)():
-        return True
-    cpuinfo = Path("/proc/cpuinfo")
-    return cpuinfo.exists() and " avx512_fp16" in cpuinfo.read_text()
 
 
 def auto_candidates(device: torch.device) -> tuple[str, ...]:

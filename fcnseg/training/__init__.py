@@ -4,7 +4,7 @@
   checked by :mod:`.checks`;
 * :mod:`.setup`: building a run from its settings (data, model, loss, optimiser, loader);
 * :mod:`.loop`: epochs and validation (:func:`train`); :mod:`.step`: one optimiser step;
-  :mod:`.compiled`: that step compiled, where it measures faster;
+  :mod:`.fastest`: that step in bf16 and compiled, where it measures faster;
 * :mod:`.checkpoints`: ``last.safetensors`` written and restored; :mod:`.interrupt`: Ctrl-C;
 * :mod:`.state`: :class:`TrainState`, the one thing checkpointed and restored;
 * :mod:`.loss`, :mod:`.optim`: the per-pixel loss, the optimiser and the schedule;

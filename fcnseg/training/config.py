@@ -242,7 +242,12 @@ class TrainConfig:
         1, "images per validation batch, padded with the ignore label", type=int, metavar="N"
     )
     device: str = _setting("auto", "where to train", choices=["auto", "cpu", "cuda"])
-    amp: str = _setting("off", "mixed precision", choices=["off", "bf16", "fp16"])
+    amp: str = _setting(
+        "auto",
+        "mixed precision: auto (bf16 tried where the device computes it natively, kept only if "
+        "measured faster), off, bf16, fp16",
+        choices=["auto", "off", "bf16", "fp16"],
+    )
     channels_last: bool = _setting(
         False, "NHWC memory layout (faster convolutions on many devices)"
     )

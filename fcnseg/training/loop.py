@@ -28,9 +28,9 @@ from ..evaluation import confusion
 from ..files import save
 from ..models import FCN, HeadView
 from .checkpoints import Checkpoints
-from .compiled import StepCompiler
 from .config import TrainConfig
 from .distributed import Processes, mix
+from .fastest import FastestStep
 from .interrupt import StopRequest
 from .loggers import build_logger
 from .runlog import RunLog
@@ -55,15 +55,19 @@ class Trainer:
         self.stop = StopRequest(enabled=procs.world == 1, say=self.log.warn)
         self.state = self.checkpoints.restore() if config.resume else TrainState()
         self._loss_at_step = list(self.state.epoch_loss)  # the epoch's loss at the last step
-        self.compiler = StepCompiler(
+        self.fastest = FastestStep(
             config,
             self.run.net,
+            device=procs.device,
             steps_left=lambda: config.epochs * self.run.steps_per_epoch - self.state.step,
             world=procs.world,
-            set_net=lambda net: setattr(self.run, "net", net),
+            use=self._use,
             say=self.log.say,
         )
         self._step_images = 0
+
+    def _use(self, net: torch.nn.Module, amp: str) -> None:
+        self.run.net, self.run.amp = net, amp
 
     def fit(self) -> dict[str, Any]:
         """Train to the last epoch; the result :func:`train` returns. Interrupted (Ctrl-C),
@@ -187,7 +191,7 @@ class Trainer:
         group = min(config.accumulate, run.batches - group_start)
         scale = 1 / group if config.reduction == "mean" else float(procs.world)
         if i == group_start:
-            self.compiler.start(images)
+            self.fastest.start(images)
             self._step_images = 0
         self._step_images += len(images)
         seed = mix(config.seed, procs.rank, state.step, i)
@@ -208,7 +212,7 @@ class Trainer:
         try:
             value = batch()
         except Exception as exc:
-            if i != group_start or not self.compiler.failed(exc):
+            if i != group_start or not self.fastest.failed(exc):
                 raise
             run.optimizer.zero_grad(set_to_none=True)  # the batch again, eager, from nothing
             value = batch()
@@ -218,7 +222,7 @@ class Trainer:
         state.epoch_loss[1] += 1
         if last_of_group:
             update(run)
-            self.compiler.finish(self._step_images)
+            self.fastest.finish(self._step_images)
             state.step += 1
             state.step_in_epoch += 1
             self._loss_at_step = list(state.epoch_loss)
@@ -267,7 +271,7 @@ def _scores(
         batch_size=config.val_batch_size,
         workers=0,
         device=procs.device,
-        amp=config.amp,
+        amp="off" if config.amp == "auto" else config.amp,  # auto: the model's own scores
         channels_last=config.channels_last,
     )
     procs.sum(counts.whole.matrix)

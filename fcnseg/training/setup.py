@@ -65,6 +65,8 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     skipped: list[str]  # --skip-bad's messages
+    # The step's mixed precision: --amp, or what auto chose (.fastest); fp32 until it chooses.
+    amp: str = "off"
 
 
 def _model(config: TrainConfig, dataset: SegmentationDataset, say: Callable[[str], None]) -> FCN:
@@ -324,4 +326,5 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
         scheduler,
         scaler,
         skipped,
+        amp="off" if config.amp == "auto" else config.amp,
     )

@@ -40,7 +40,7 @@ def backward(
     target = masks.to(device, non_blocking=True)
     sync = sync or not isinstance(run.net, DistributedDataParallel)
     with contextlib.nullcontext() if sync else run.net.no_sync():
-        with autocast(device, config.amp):
+        with autocast(device, run.amp):
             logits = _forward(run.net, x.contiguous(memory_format=memory))
         # A compiled net hands its logits back channels-last (eager ones are contiguous), but
         # the losses read each class's pixels in a row: the CamVid recipe's CE + Lovász took

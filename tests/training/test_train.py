@@ -21,7 +21,7 @@ from fcnseg.data import make_synthetic
 from fcnseg.errors import FcnsegError
 from fcnseg.files.checkpoint import read_checkpoint as read_state
 from fcnseg.models import build_fcn
-from fcnseg.training import Trainer, compiled
+from fcnseg.training import Trainer, fastest
 from fcnseg.training import train as run_training
 from fcnseg.training.config import TrainConfig
 from fcnseg.training.distributed import EpochSampler
@@ -535,7 +535,7 @@ def test_a_failing_compile_says_so_and_trains_on_eager_to_the_same_weights(
     monkeypatch, capsys, data: Path, tmp_path: Path
 ) -> None:
     run_training(config(data, tmp_path / "eager", compile="off"))
-    monkeypatch.setattr(compiled.torch, "compile", lambda module, **_: Failing(module))
+    monkeypatch.setattr(fastest.torch, "compile", lambda module, **_: Failing(module))
     run_training(config(data, tmp_path / "failed", compile="on"))
     log = capsys.readouterr().out
     assert (
