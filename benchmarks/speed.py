@@ -516,11 +516,15 @@ def bench_training(rounds: int = 10, batches: int = 3) -> dict:
         {**values, "root": str(CAMVID), "out": "-", "keep_decoded": "off"}
     ).resolved()
     procs = Processes("cpu")
-    runs = {name: build_run(config, procs, lambda _: None) for name in TRAINING_PATHS}
-    smp_lovasz(runs["as before: eager, smp's Lovász"])
-    compiled = runs["our Lovász, compiled step"]
-    compiled.net = torch.compile(compiled.net, dynamic=False)
-    data = list(itertools.islice(runs["our Lovász, eager"].loader, batches))
+    paths = {k: v for k, v in TRAINING_PATHS.items() if v[1] == "off" or cpu_has_bf16()}
+    runs = {name: build_run(config, procs, lambda _: None) for name in paths}
+    for name, (loss, amp, compiled) in paths.items():
+        if loss == "smp":
+            smp_lovasz(runs[name])
+        runs[name].amp = amp
+        if compiled:
+            runs[name].net = torch.compile(runs[name].net, dynamic=False)
+    data = list(itertools.islice(next(iter(runs.values())).loader, batches))
     images = len(data[0][0])
 
     taken = dict.fromkeys(runs, 0)  # steps each path has taken: they cycle through the batches
@@ -533,9 +537,11 @@ def bench_training(rounds: int = 10, batches: int = 3) -> dict:
         backward(run, config, procs, x, y, generator=generator, scale=1.0, sync=True)
         update(run)
 
-    start = time.perf_counter()
-    step("our Lovász, compiled step")
-    compile_s = time.perf_counter() - start
+    compile_s = {}
+    for name in (n for n, v in paths.items() if v[2]):
+        start = time.perf_counter()
+        step(name)
+        compile_s[name] = time.perf_counter() - start
     times = race(
         {name: (lambda name=name: step(name)) for name in runs}, budget=float("inf"), rounds=rounds
     )
@@ -548,11 +554,14 @@ def bench_training(rounds: int = 10, batches: int = 3) -> dict:
     }
 
 
-TRAINING_PATHS = (
-    "as before: eager, smp's Lovász",
-    "our Lovász, eager",
-    "our Lovász, compiled step",
-)
+#: The step's paths: (Lovász: smp's or ours, --amp, compiled); bf16 only where it is native.
+TRAINING_PATHS = {
+    "as before: eager, smp's Lovász": ("smp", "off", False),
+    "our Lovász, eager": ("ours", "off", False),
+    "our Lovász, compiled step": ("ours", "off", True),
+    "our Lovász, bf16 autocast, eager": ("ours", "bf16", False),
+    "our Lovász, bf16 autocast, compiled step": ("ours", "bf16", True),
+}
 
 
 def smp_lovasz(run) -> None:
@@ -568,12 +577,14 @@ def smp_lovasz(run) -> None:
     )
 
 
-#: Whole training steps: (step: before or today's, --keep-decoded, --workers).
+#: Whole training steps: (step: before, compiled fp32 or eager bf16; --keep-decoded; --workers).
+#: The bf16 row only where bf16 is native.
 LOADERS = {
     "as before: smp's Lovász, eager; files decoded every epoch, 2 workers": ("before", "off", 2),
-    "today's step (compiled); files decoded every epoch, 2 workers": ("today", "off", 2),
-    "today's step; decoded once and kept, 2 workers": ("today", "on", 2),
-    "today's step; decoded once and kept, no workers": ("today", "on", 0),
+    "our step compiled; files decoded every epoch, 2 workers": ("compiled", "off", 2),
+    "our step compiled; decoded once and kept, 2 workers": ("compiled", "on", 2),
+    "our step compiled; decoded once and kept, no workers": ("compiled", "on", 0),
+    "our step in bf16, eager; decoded once and kept, no workers": ("bf16", "on", 0),
 }
 
 
@@ -596,14 +607,18 @@ def bench_loader(rounds: int = 3, steps: int = 12) -> dict:
     procs = Processes("cpu")
     runs, configs = {}, {}
     for name, (step, keep, workers) in LOADERS.items():
+        if step == "bf16" and not cpu_has_bf16():
+            continue
         config = TrainConfig.from_dict(
             {**values, "root": str(CAMVID), "out": "-", "keep_decoded": keep, "workers": workers}
         ).resolved()
         configs[name], runs[name] = config, build_run(config, procs, print)
         if step == "before":
             smp_lovasz(runs[name])
-        else:
+        elif step == "compiled":
             runs[name].net = torch.compile(runs[name].net, dynamic=False)
+        else:
+            runs[name].amp = "bf16"
 
     def turn(name: str) -> None:
         run, config = runs[name], configs[name]

@@ -8,6 +8,9 @@ its errors.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import platform
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["autocast", "cpu_has_bf16", "cpu_has_fp16", "resolve_device"]
+__all__ = ["autocast", "cpu_has_bf16", "cpu_has_fp16", "freed_memory_kept", "resolve_device"]
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -68,3 +71,44 @@ def cpu_has_fp16() -> bool:
         return True
     cpuinfo = Path("/proc/cpuinfo")
     return cpuinfo.exists() and " avx512_fp16" in cpuinfo.read_text()
+
+
+# glibc's mallopt parameters (malloc.h) and its defaults, restored afterwards.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_DEFAULTS = {_M_TRIM_THRESHOLD: 128 * 1024, _M_MMAP_MAX: 65536}
+
+
+@contextlib.contextmanager
+def freed_memory_kept() -> Iterator[None]:
+    """Within: memory the process frees stays in it for its next allocations (glibc only;
+    elsewhere nothing changes). Afterwards glibc's defaults are back and the kept memory is
+    returned to the system.
+
+    By default glibc serves each allocation above 32 MiB by its own ``mmap`` and hands it back
+    on ``free``, and returns the top of its heap when over 128 KiB is free there. A training
+    step allocates and frees the same few GiB of activations each time, so every step
+    page-faulted them in anew, zeroed by the kernel: on the CamVid recipe (2-core EPYC) that
+    was over half the step (4.3 img/s against 11.0 with freed memory kept). The memory kept is
+    the step's peak, which the next step needs again.
+    """
+    libc = _glibc()
+    if libc is None:
+        yield
+        return
+    libc.mallopt(_M_MMAP_MAX, 0)  # large blocks from the heap too, where they are reused
+    libc.mallopt(_M_TRIM_THRESHOLD, -1)  # -1: never trim (mallopt(3))
+    try:
+        yield
+    finally:
+        for parameter, value in _DEFAULTS.items():
+            libc.mallopt(parameter, value)
+        libc.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
