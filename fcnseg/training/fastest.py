@@ -1,13 +1,15 @@
 """The fastest training step on this machine: mixed precision and ``torch.compile`` where they
 measure faster, chosen at run time.
 
-Both are speed choices whose worth depends on the machine. bf16 autocast doubles the step of
-the CamVid recipe (EfficientNet-Lite1 FCN-4s, 8 crops of 288×384) on a 2-core EPYC with
-AVX-512 BF16 (9.3 against 4.3 img/s eager), but a CPU without bf16 instructions only emulates
-it, slower than fp32. Inductor fuses what eager PyTorch runs op by op (batch norm,
-activations, their backward passes): 1.19× on that recipe in fp32 on one machine, slower than
-eager bf16 on the same one, after 73 s of compiling. So ``--amp auto`` and ``--compile auto``
-(the defaults) decide by timing the run's own steps:
+Both are speed choices whose worth depends on the machine, and on more than its instruction
+set. On a 2-core EPYC with AVX-512 BF16, bf16 autocast doubled the CamVid recipe's step
+(EfficientNet-Lite1 FCN-4s, 8 crops of 288×384: 9.3 against 4.3 img/s) until training kept
+the memory it frees (:func:`fcnseg.device.freed_memory_kept`); since then fp32 is the faster
+there (10.1 against 9.1). A CPU without bf16 instructions only emulates it, slower than fp32.
+Inductor fuses what eager PyTorch runs op by op (batch norm, activations, their backward
+passes): 1.19× on that recipe in fp32 on one machine, no faster on CHASE_DB1's, after 66–73 s
+of compiling. So ``--amp auto`` and ``--compile auto`` (the defaults) decide by timing the
+run's own steps:
 
 1. the first steps run eager in fp32; one warms up, :data:`TIMED` are timed;
 2. if the rest of the run would take at least :data:`WORTH` ``["amp"]`` seconds and the device
