@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import SegmentationDataset, collate_pad
-from ..device import autocast, resolve_device
+from ..device import autocast, freed_memory_kept, resolve_device
 from ..errors import FcnsegError
 from ..files.atomic import atomic_write
 from ..models import FCN, HeadView
@@ -83,28 +83,29 @@ def _batches(
     was_training = model.training
     model.eval()
     try:
-        for images, masks, sizes in loader:
-            # Inference mode around the model only: a ``with`` block held open across the
-            # ``yield`` would run the caller's code in inference mode too, turning its running
-            # counts into inference tensors that cannot be all-reduced in place.
-            with torch.inference_mode():
-                x = model.normalization(images.to(device, non_blocking=True))
-                for i, (h, w) in enumerate(sizes):
-                    # Pad with the mean colour (0 after normalisation), as the FCN pads its
-                    # input itself, so a padded batch predicts as the images one by one would.
-                    x[i, :, h:] = 0
-                    x[i, :, :, w:] = 0
-                with autocast(device, amp):
-                    if tta is None:
-                        logits = model(x.contiguous(memory_format=memory))
-                    else:  # log probabilities averaged over flips and scales
-                        logits = tta_scores(
-                            lambda v: model(v.contiguous(memory_format=memory)),
-                            x,
-                            scales=tta,
-                            parts=[part for _, part in model.meta.head_slices()],
-                        )
-            yield logits.float(), masks.to(device, non_blocking=True)
+        with freed_memory_kept():  # each batch reuses the last one's memory
+            for images, masks, sizes in loader:
+                # Inference mode around the model only: a ``with`` block held open across the
+                # ``yield`` would run the caller's code in inference mode too, turning its running
+                # counts into inference tensors that cannot be all-reduced in place.
+                with torch.inference_mode():
+                    x = model.normalization(images.to(device, non_blocking=True))
+                    for i, (h, w) in enumerate(sizes):
+                        # Pad with the mean colour (0 after normalisation), as the FCN pads its
+                        # input itself, so a padded batch predicts as the images one by one would.
+                        x[i, :, h:] = 0
+                        x[i, :, :, w:] = 0
+                    with autocast(device, amp):
+                        if tta is None:
+                            logits = model(x.contiguous(memory_format=memory))
+                        else:  # log probabilities averaged over flips and scales
+                            logits = tta_scores(
+                                lambda v: model(v.contiguous(memory_format=memory)),
+                                x,
+                                scales=tta,
+                                parts=[part for _, part in model.meta.head_slices()],
+                            )
+                yield logits.float(), masks.to(device, non_blocking=True)
     finally:
         model.train(was_training)
 
