@@ -18,7 +18,14 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["autocast", "cpu_has_bf16", "cpu_has_fp16", "freed_memory_kept", "resolve_device"]
+__all__ = [
+    "autocast",
+    "cpu_has_bf16",
+    "cpu_has_fp16",
+    "freed_memory_kept",
+    "native_precisions",
+    "resolve_device",
+]
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -71,6 +78,16 @@ def cpu_has_fp16() -> bool:
         return True
     cpuinfo = Path("/proc/cpuinfo")
     return cpuinfo.exists() and " avx512_fp16" in cpuinfo.read_text()
+
+
+def native_precisions(device: torch.device) -> tuple[str, ...]:
+    """The reduced precisions ``device`` computes natively, of bf16 and fp16: elsewhere they are
+    emulated, slower than fp32."""
+    if device.type == "cuda":
+        return ("bf16", "fp16") if torch.cuda.is_bf16_supported() else ("fp16",)
+    if device.type != "cpu":
+        return ()
+    return tuple(p for p, native in (("bf16", cpu_has_bf16()), ("fp16", cpu_has_fp16())) if native)
 
 
 # glibc's mallopt parameters (malloc.h) and its defaults, restored afterwards.

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..device import cpu_has_bf16, cpu_has_fp16
+from ..device import cpu_has_bf16, cpu_has_fp16, native_precisions
 from .outputs import Output
 
 __all__ = [
@@ -43,14 +43,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 AGREEMENT = 0.995
 
 
-def auto_candidates(device: torch.device) -> tuple[str, ...]:
-    """The reduced precisions ``auto`` tries on ``device``: those the hardware computes
-    natively (emulated ones are slower than fp32)."""
-    if device.type == "cuda":
-        return ("bf16", "fp16") if torch.cuda.is_bf16_supported() else ("fp16",)
-    if device.type != "cpu":
-        return ()
-    return tuple(p for p, native in (("bf16", cpu_has_bf16()), ("fp16", cpu_has_fp16())) if native)
+# The reduced precisions ``auto`` tries on a device: those its hardware computes natively
+# (emulated ones are slower than fp32). A name of this module's, so that tests can replace it.
+auto_candidates = native_precisions
 
 
 def warn_if_emulated(precision: str, device: torch.device) -> None:

@@ -41,11 +41,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..device import cpu_has_bf16
+from ..device import native_precisions
 from ..errors import FcnsegError
 from .config import TrainConfig
 
-__all__ = ["TIMED", "WORTH", "FastestStep", "Step", "bf16_native"]
+__all__ = ["TIMED", "WORTH", "FastestStep", "Step"]
 
 #: Eager seconds left in the run below which auto does not try a choice. Trying bf16 costs
 #: nothing but the timed steps, but a run of under a minute has steps too short to time well
@@ -69,13 +69,6 @@ class Step:
         return "compiled" if self.compiled else "eager"
 
 
-def bf16_native(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 natively (elsewhere it is emulated, slower)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and cpu_has_bf16()
-
-
 class FastestStep:
     """Chooses, step by step, how the training batches run (``use(net, amp)``)."""
 
@@ -94,10 +87,11 @@ class FastestStep:
         self.batch = config.batch_size * config.accumulate  # images of a whole step
         timed_well = world == 1 and not config.deterministic
         compilable = config.crop is not None and not config.checkpoint_activations
+        bf16 = "bf16" in native_precisions(device)
         self.pending = [
             trial
             for trial, wanted in (
-                ("amp", config.amp == "auto" and timed_well and bf16_native(device)),
+                ("amp", config.amp == "auto" and timed_well and bf16),
                 ("compile", config.compile == "auto" and timed_well and compilable),
             )
             if wanted

@@ -126,8 +126,8 @@ def test_auto_keeps_bf16_only_if_it_agrees(lite, images, monkeypatch):
 
 
 def test_auto_is_fp32_without_reduced_precision_instructions(lite, monkeypatch):
-    monkeypatch.setattr(calibration, "cpu_has_bf16", lambda: False)
-    monkeypatch.setattr(calibration, "cpu_has_fp16", lambda: False)
+    monkeypatch.setattr("fcnseg.device.cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("fcnseg.device.cpu_has_fp16", lambda: False)
     predictor = Predictor(lite)
     assert (
         predictor.precision == "fp32"

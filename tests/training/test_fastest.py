@@ -41,7 +41,7 @@ def choose(
     clock, said, ran = Clock(), [], []
     monkeypatch.setattr(fastest.time, "perf_counter", clock)
     monkeypatch.setattr(fastest.torch, "compile", lambda module, **_: nn.Sequential(module))
-    monkeypatch.setattr(fastest, "cpu_has_bf16", lambda: native)
+    monkeypatch.setattr(fastest, "native_precisions", lambda _: ("bf16",) if native else ())
     eager = nn.Identity()
 
     def use(net: nn.Module, amp: str) -> None:
