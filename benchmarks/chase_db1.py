@@ -43,6 +43,8 @@ def run(model: str, loss: str | None, args: argparse.Namespace, out: Path) -> di
         values["loss"] = loss
     if args.epochs:
         values["epochs"] = args.epochs
+    if args.ablation:  # the same schedule for every model, whatever the machine
+        values.pop("max_minutes", None)
     values["resume" if args.resume else "overwrite"] = True
     result = train(TrainConfig.from_dict(values))
     # The epochs' own times (training and validation), summed: right across --resume too.
@@ -52,7 +54,10 @@ def run(model: str, loss: str | None, args: argparse.Namespace, out: Path) -> di
     record: dict[str, object] = {
         "model": model,
         "loss": values["loss"],
-        "epochs": values["epochs"],
+        # Those run: under the recipe's time budget, as many of its epochs as fit here.
+        "epochs": len(result["history"]),
+        "max_epochs": values["epochs"],
+        "max_minutes": values.get("max_minutes"),
         "best_epoch": result["best"]["epoch"],
         "train_wall_s": round(wall, 1),
         "val": _scores(evaluate(best, dataset)),

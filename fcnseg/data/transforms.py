@@ -46,21 +46,42 @@ class RandomScale(v2.Transform):
         return inpt
 
 
+class RandomQuarterTurn(v2.Transform):
+    """Turn by 0, 90, 180 or 270 degrees, drawn uniformly: with both flips, all eight
+    orientations of the square. Exact (a transpose and a flip, no interpolation) and cheap.
+    """
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"turns": int(torch.randint(4, ()))}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, (tv_tensors.Image, tv_tensors.Mask)):
+            return tv_tensors.wrap(torch.rot90(inpt, params["turns"], dims=(-2, -1)), like=inpt)
+        return inpt
+
+
 def train_transform(
     *,
     crop: tuple[int, int] | None,
     scale: tuple[float, float] = (0.5, 2.0),
     hflip: bool = True,
+    vflip: bool = False,
+    rot90: bool = False,
     jitter: float = 0.0,
     ignore_index: int,
 ) -> JointTransform:
-    """Training augmentation: random scale, random ``crop`` (height, width), flip, jitter.
+    """Training augmentation: random scale, random ``crop`` (height, width), flips, quarter
+    turns, jitter.
 
     Images smaller than the crop are padded with 0 (image) and ``ignore_index`` (mask), so the
     padding never counts in the loss. ``crop=None`` keeps whole images (batch them with
-    :func:`collate_pad`). ``jitter`` is the brightness/contrast/saturation strength applied to
-    the image only; 0 turns it off, as does ``scale=(1, 1)`` for scaling.
+    :func:`collate_pad`). ``vflip`` and ``rot90`` are for images with no up (fundus
+    photographs, microscopy, aerial rasters); a quarter turn swaps height and width, so with a
+    crop it needs a square one. ``jitter`` is the brightness/contrast/saturation strength
+    applied to the image only; 0 turns it off, as does ``scale=(1, 1)`` for scaling.
     """
+    if rot90 and crop is not None and crop[0] != crop[1]:
+        raise ValueError(f"quarter turns need a square crop, not {crop[0]}×{crop[1]}")
     steps: list[Any] = []
     low, high = scale  # also from a config's list
     if (low, high) != (1.0, 1.0):
@@ -70,6 +91,11 @@ def train_transform(
         steps.append(v2.RandomCrop(crop, pad_if_needed=True, fill=fill))
     if hflip:
         steps.append(v2.RandomHorizontalFlip())
+    if vflip:
+        steps.append(v2.RandomVerticalFlip())
+    if rot90:
+        # After the crop: turning the crop costs a small fraction of turning the image.
+        steps.append(RandomQuarterTurn())
     if jitter > 0:
         steps.append(v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter))
     return v2.Compose(steps) if steps else _identity

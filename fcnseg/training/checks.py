@@ -28,6 +28,7 @@ BOUNDS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "max_pixels": (1, None, True, True),
     "in_channels": (1, 1024, True, True),
     "lr": (0, None, False, True),
+    "max_minutes": (0, None, False, True),
     "weight_decay": (0, None, True, True),
     "momentum": (0, 1, True, False),
     "backbone_lr_mult": (0, None, True, True),

@@ -66,6 +66,14 @@ class TrainConfig:
         metavar=("MIN", "MAX"),
     )
     hflip: bool | None = _setting(None, "random horizontal flips (paper: off, modern: on)")
+    vflip: bool = _setting(
+        False, "random vertical flips, for images with no up (fundus, microscopy, aerial)"
+    )
+    rot90: bool = _setting(
+        False,
+        "random quarter turns, for images with no up; with both flips, all eight orientations "
+        "(needs a square --crop, or none)",
+    )
     jitter: float = _setting(0.0, "colour jitter strength, 0 for none", type=float, metavar="X")
     workers: int | None = _setting(
         None,
@@ -168,6 +176,14 @@ class TrainConfig:
     # -- optimisation
     recipe: str = _setting("modern", "defaults for the settings below", choices=["modern", "paper"])
     epochs: int = _setting(50, "epochs, each validated", type=int, metavar="N")
+    max_minutes: float | None = _setting(
+        None,
+        "a time budget: after each epoch, keep only as many of --epochs as fit in M minutes "
+        "of training at the pace measured, the learning rate annealing to the last of them "
+        "(the same budget on a slower machine gives fewer epochs)",
+        type=float,
+        metavar="M",
+    )
     repeat: int = _setting(
         1,
         "passes over the training set per epoch: a small set (CHASE_DB1's 16 images) is "
@@ -309,6 +325,12 @@ class TrainConfig:
                     f"{', '.join(choices)}, not {value!r}"
                 )
             setattr(self, f.name, value)
+        if self.rot90 and self.crop and self.crop[0] != self.crop[1]:
+            raise ConfigError(
+                f"--rot90: a quarter turn swaps height and width, so it needs a square --crop, "
+                f"not {self.crop[0]} {self.crop[1]}; give --crop {max(self.crop)} "
+                f"{max(self.crop)} or drop --rot90"
+            )
         if self.class_map and not self.init_from:
             raise ConfigError(
                 "--class-map: maps the classes of an --init-from model; give --init-from CKPT"

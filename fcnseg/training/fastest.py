@@ -105,6 +105,7 @@ class FastestStep:
         self.shape: tuple[int, ...] | None = None
         self.current = self.kept
         self.started = 0.0
+        self.one_off = 0.0  # seconds of the steps that warmed up or compiled, not timed
 
     def start(self, images: torch.Tensor) -> None:
         """Before a step whose first batch is ``images``: choose how it runs."""
@@ -147,6 +148,7 @@ class FastestStep:
             return
         if step not in self.warm:  # its first step warms up, or compiles
             self.warm.add(step)
+            self.one_off += seconds * images
             if step.compiled:
                 self.say(f"training step compiled in {seconds * images:.0f} s")
             return

@@ -28,12 +28,14 @@ from ..device import freed_memory_kept
 from ..evaluation import confusion
 from ..files import save
 from ..models import FCN, HeadView
+from .budget import epochs_that_fit, pace
 from .checkpoints import Checkpoints
 from .config import TrainConfig
 from .distributed import Processes, mix
 from .fastest import FastestStep
 from .interrupt import StopRequest
 from .loggers import build_logger
+from .optim import lr_factor
 from .runlog import RunLog
 from .setup import Run, build_run
 from .state import TrainState
@@ -55,17 +57,24 @@ class Trainer:
         self.checkpoints = Checkpoints(self.run_dir, self.run, config, procs, self.log)
         self.stop = StopRequest(enabled=procs.world == 1, say=self.log.warn)
         self.state = self.checkpoints.restore() if config.resume else TrainState()
+        if self.state.epochs is not None:  # a budget's plan, resumed
+            self.run.use_schedule(lr_factor(config, self.epochs * self.run.steps_per_epoch))
         self._loss_at_step = list(self.state.epoch_loss)  # the epoch's loss at the last step
         self.fastest = FastestStep(
             config,
             self.run.net,
             device=procs.device,
-            steps_left=lambda: config.epochs * self.run.steps_per_epoch - self.state.step,
+            steps_left=lambda: self.epochs * self.run.steps_per_epoch - self.state.step,
             world=procs.world,
             use=self._use,
             say=self.log.say,
         )
         self._step_images = 0
+
+    @property
+    def epochs(self) -> int:
+        """The epochs this run takes: ``--epochs``, or fewer under ``--max-minutes``."""
+        return self.config.epochs if self.state.epochs is None else self.state.epochs
 
     def _use(self, net: torch.nn.Module, amp: str) -> None:
         self.run.net, self.run.amp = net, amp
@@ -105,7 +114,7 @@ class Trainer:
 
     def _epochs(self) -> dict[str, Any]:
         config, run, state = self.config, self.run, self.state
-        while state.epoch < config.epochs:
+        while state.epoch < self.epochs:
             start = time.perf_counter()
             train_loss = self.train_epoch()
             self._check_finite()
@@ -117,6 +126,7 @@ class Trainer:
                 lr=config.lr * run.lr_factor(state.step),
             )
             self._loss_at_step = [0.0, 0]
+            self._plan()
             if best and self.procs.main:
                 save(
                     run.model,
@@ -126,7 +136,7 @@ class Trainer:
                     step=record["step"],
                 )
             self.checkpoint()
-            self.log.epoch(record, state.history, epochs=config.epochs, best=best)
+            self.log.epoch(record, state.history, epochs=self.epochs, best=best)
             self.logger.epoch(record, scores, run.model, run.val_set)
             if self.stop.asked:
                 raise KeyboardInterrupt
@@ -139,6 +149,27 @@ class Trainer:
             "skipped": run.skipped,
             "best_path": str(self.run_dir / "best.safetensors"),
         }
+
+    def _plan(self) -> None:
+        """Under ``--max-minutes``, keep the epochs that fit (the main process's clock decides
+        for all) and re-draw the learning-rate schedule to end with them."""
+        config, state = self.config, self.state
+        if config.max_minutes is None:
+            return
+        times = [record["time"] for record in state.history]
+        one_off = self.fastest.one_off if len(times) == 1 else 0.0
+        fit = epochs_that_fit(60 * config.max_minutes, times, config.epochs, one_off)
+        epochs = int(self.procs.sum(torch.tensor(fit if self.procs.main else 0)))
+        if epochs == self.epochs:
+            return
+        if state.epochs is None:  # said once; each epoch's line shows the plan after
+            self.log.say(
+                f"--max-minutes {config.max_minutes:g}: {epochs} of {config.epochs} epochs "
+                f"fit at {pace(times, one_off):.0f} s each; the learning rate anneals to the "
+                "last of them"
+            )
+        state.epochs = epochs
+        self.run.use_schedule(lr_factor(config, epochs * self.run.steps_per_epoch))
 
     def train_epoch(self) -> float:
         """Train from the current position to the end of the epoch; the mean batch loss."""
@@ -153,7 +184,7 @@ class Trainer:
             total=run.batches,
             initial=first,
             disable=not self.procs.main or None,
-            desc=f"epoch {state.epoch + 1}/{config.epochs}",
+            desc=f"epoch {state.epoch + 1}/{self.epochs}",
             unit="batch",
             leave=False,
             dynamic_ncols=True,

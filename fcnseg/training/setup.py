@@ -68,6 +68,15 @@ class Run:
     # The step's mixed precision: --amp, or what auto chose (.fastest); fp32 until it chooses.
     amp: str = "off"
 
+    def use_schedule(self, factor: Callable[[int], float]) -> None:
+        """Follow the learning-rate ``factor`` from the current step on (a time budget's
+        re-drawn schedule, :mod:`.budget`)."""
+        self.lr_factor = factor
+        self.scheduler.lr_lambdas = [factor] * len(self.optimizer.param_groups)
+        step = self.scheduler.last_epoch
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            group["lr"] = base * factor(step)
+
 
 def _model(config: TrainConfig, dataset: SegmentationDataset, say: Callable[[str], None]) -> FCN:
     # A resumed run takes its weights from its checkpoint: neither the ImageNet weights nor
@@ -247,6 +256,8 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
         crop=config.crop,
         scale=config.scale,
         hflip=config.hflip,
+        vflip=config.vflip,
+        rot90=config.rot90,
         jitter=config.jitter,
         ignore_index=train_set.ignore_index,
     )

@@ -36,6 +36,8 @@ class TrainState:
         epoch_loss: sum and count of this epoch's batch losses so far.
         best: the best epoch's record by validation mean IU, or ``None``.
         history: one record per finished epoch, as in ``metrics.jsonl``.
+        epochs: the epochs the run takes where ``--max-minutes`` has cut ``--epochs``
+            (:mod:`.budget`), else ``None``.
     """
 
     epoch: int = 0
@@ -44,6 +46,7 @@ class TrainState:
     epoch_loss: list[float] = field(default_factory=lambda: [0.0, 0])
     best: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    epochs: int | None = None
 
     def end_epoch(
         self, *, train_loss: float, scores: dict[str, Any], lr: float, seconds: float
@@ -75,7 +78,8 @@ class TrainState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainState:
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        # A checkpoint written before a field existed leaves it at its default.
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
     def save(
         self,

@@ -1,5 +1,6 @@
 """Joint transforms keep image and mask aligned, pad with the ignore label, keep labels intact."""
 
+import pytest
 import torch
 from torchvision import tv_tensors
 
@@ -29,6 +30,37 @@ def test_crop_and_flip_keep_image_and_mask_aligned_exactly():
         assert torch.equal(image[1].long(), (mask % W) * STEP)
         flipped += int(mask[0, 0] % W > mask[0, -1] % W)
     assert 0 < flipped < 20  # both flip outcomes were exercised
+
+
+def test_flips_and_quarter_turns_reach_all_eight_orientations_aligned():
+    # Every output pixel still shows the pixel its mask names; the orientation is read off
+    # where the source's first pixel and first row went. Both flips and quarter turns together
+    # reach all eight symmetries of the square, and only those.
+    transform = train_transform(
+        crop=(16, 16), scale=(1.0, 1.0), vflip=True, rot90=True, ignore_index=IGNORE
+    )
+    seen = set()
+    for seed in range(80):
+        torch.manual_seed(seed)
+        image, mask = transform(*position_pair())
+        assert image.shape == (3, 16, 16) and mask.shape == (16, 16)
+        assert torch.equal(image[0].long(), (mask // W) * STEP)
+        assert torch.equal(image[1].long(), (mask % W) * STEP)
+        rows, cols = mask // W, mask % W
+        # Which way the source's rows and columns run along the output's first row and column.
+        steps = (
+            int(rows[0, 1] - rows[0, 0]),
+            int(cols[0, 1] - cols[0, 0]),
+            int(rows[1, 0] - rows[0, 0]),
+            int(cols[1, 0] - cols[0, 0]),
+        )
+        seen.add(steps)
+    assert len(seen) == 8
+
+
+def test_quarter_turns_need_a_square_crop():
+    with pytest.raises(ValueError, match="square crop"):
+        train_transform(crop=(16, 20), rot90=True, ignore_index=IGNORE)
 
 
 def test_scaled_mask_labels_the_source_pixel_the_image_shows():

@@ -167,6 +167,12 @@ def test_modern_recipe_slows_a_pretrained_backbone() -> None:
     assert scratch.backbone_lr_mult == 1.0
 
 
+def test_quarter_turns_with_an_oblong_crop_are_refused_naming_the_fix() -> None:
+    with pytest.raises(FcnsegError, match=r"--rot90: .*square --crop.*--crop 320 320"):
+        TrainConfig(dataset="x", root="y", rot90=True, crop=(240, 320)).resolved()
+    assert TrainConfig(dataset="x", root="y", rot90=True, crop=(64, 64)).resolved().rot90
+
+
 def test_poly_schedule_with_warmup() -> None:
     cfg = TrainConfig(dataset="x", root="y", warmup_steps=4).resolved()
     factor = lr_factor(cfg, total_steps=100)
