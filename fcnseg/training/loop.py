@@ -57,8 +57,6 @@ class Trainer:
         self.checkpoints = Checkpoints(self.run_dir, self.run, config, procs, self.log)
         self.stop = StopRequest(enabled=procs.world == 1, say=self.log.warn)
         self.state = self.checkpoints.restore() if config.resume else TrainState()
-        if self.state.epochs is not None:  # a budget's plan, resumed
-            self.run.use_schedule(lr_factor(config, self.epochs * self.run.steps_per_epoch))
         self._loss_at_step = list(self.state.epoch_loss)  # the epoch's loss at the last step
         self.fastest = FastestStep(
             config,
@@ -70,6 +68,8 @@ class Trainer:
             say=self.log.say,
         )
         self._step_images = 0
+        if config.resume:  # the plan resumed, or re-made for changed --epochs/--max-minutes
+            self._plan()
 
     @property
     def epochs(self) -> int:
@@ -151,24 +151,25 @@ class Trainer:
         }
 
     def _plan(self) -> None:
-        """Under ``--max-minutes``, keep the epochs that fit (the main process's clock decides
-        for all) and re-draw the learning-rate schedule to end with them."""
+        """Set the epochs this run takes: ``--epochs``, or under ``--max-minutes`` those that
+        fit (the main process's clock decides for all), and end the learning-rate schedule
+        with them. After each epoch, and on resuming, whose flags may differ."""
         config, state = self.config, self.state
-        if config.max_minutes is None:
-            return
         times = [record["time"] for record in state.history]
-        one_off = self.fastest.one_off if len(times) == 1 else 0.0
-        fit = epochs_that_fit(60 * config.max_minutes, times, config.epochs, one_off)
-        epochs = int(self.procs.sum(torch.tensor(fit if self.procs.main else 0)))
+        epochs, one_off = config.epochs, 0.0
+        if config.max_minutes is not None and times:
+            one_off = self.fastest.one_off if len(times) == 1 else 0.0
+            fit = epochs_that_fit(60 * config.max_minutes, times, config.epochs, one_off)
+            epochs = int(self.procs.sum(torch.tensor(fit if self.procs.main else 0)))
         if epochs == self.epochs:
             return
-        if state.epochs is None:  # said once; each epoch's line shows the plan after
+        if epochs < config.epochs and state.epochs is None:  # said once; the epoch lines after
             self.log.say(
                 f"--max-minutes {config.max_minutes:g}: {epochs} of {config.epochs} epochs "
                 f"fit at {pace(times, one_off):.0f} s each; the learning rate anneals to the "
                 "last of them"
             )
-        state.epochs = epochs
+        state.epochs = None if epochs == config.epochs else epochs
         self.run.use_schedule(lr_factor(config, epochs * self.run.steps_per_epoch))
 
     def train_epoch(self) -> float:

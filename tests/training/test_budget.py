@@ -58,6 +58,11 @@ def test_a_budget_cuts_the_epochs_and_the_schedule_anneals_to_the_last(
     # The plan is in the checkpoint: resuming the finished run trains nothing more.
     again = run_training(config(data, tmp_path / "run", max_minutes=30, resume=True))
     assert again["steps"] == 4 and len(again["history"]) == 2
+    # Resumed without the budget, the run takes its --epochs again, annealing to the last.
+    monkeypatch.undo()
+    longer = run_training(config(data, tmp_path / "run", resume=True))
+    assert [h["epoch"] for h in longer["history"]] == [1, 2, 3, 4]
+    assert longer["history"][-1]["lr"] == 0.0 and longer["history"][2]["lr"] > 0
 
 
 def test_a_budget_already_spent_stops_after_the_first_epoch(tmp_path) -> None:
