@@ -22,6 +22,7 @@ def test_the_pace_leaves_out_the_first_epoch_once_later_ones_are_timed() -> None
     # Past the budget: stop with the epochs done, never fewer.
     assert epochs_that_fit(100, [300.0], most=35) == 1
     assert epochs_that_fit(650, [300.0, 200.0, 200.0], most=35) == 3
+    assert epochs_that_fit(60, [0.0, 0.0], most=35) == 35  # too short to time: no cut
 
 
 def config(data, out, **changes) -> TrainConfig:
