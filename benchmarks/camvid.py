@@ -39,13 +39,29 @@ def commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
+def schedule(values: dict[str, object], args: argparse.Namespace) -> None:
+    """Apply ``--epochs`` to a recipe's settings; an ablation drops the time budget, so that
+    every model trains on the same schedule whatever the machine."""
+    if args.epochs:
+        values["epochs"] = args.epochs
+    if args.ablation:
+        values.pop("max_minutes", None)
+
+
+def epochs_run(values: dict[str, object], result: dict) -> dict[str, object]:
+    """The epochs a run took (under the recipe's time budget, as many as fit here), its most
+    and its budget, for the results file."""
+    return {
+        "epochs": len(result["history"]),
+        "max_epochs": values["epochs"],
+        "max_minutes": values.get("max_minutes"),
+    }
+
+
 def run(model: str, args: argparse.Namespace, out: Path) -> dict[str, object]:
     values = TrainConfig.read_yaml(HERE / "camvid.yaml")
     values.update(root=str(args.root), out=str(out), model=model)
-    if args.epochs:
-        values["epochs"] = args.epochs
-    if args.ablation:  # the same schedule for every model, whatever the machine
-        values.pop("max_minutes", None)
+    schedule(values, args)
     if args.resume:
         values["resume"] = True
     else:  # the benchmark owns its run directories: a new run replaces the last one
@@ -57,10 +73,7 @@ def run(model: str, args: argparse.Namespace, out: Path) -> dict[str, object]:
     dataset = build_dataset("camvid", args.root, "val")
     record: dict[str, object] = {
         "model": model,
-        # Those run: under the recipe's time budget, as many of its epochs as fit here.
-        "epochs": len(result["history"]),
-        "max_epochs": values["epochs"],
-        "max_minutes": values.get("max_minutes"),
+        **epochs_run(values, result),
         "best_epoch": result["best"]["epoch"],
         "train_wall_s": round(wall, 1),
         "val": evaluate(best, dataset, batch_size=1),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from camvid import commit
+from camvid import commit, epochs_run, schedule
 from speed import machine
 
 import fcnseg
@@ -41,10 +41,7 @@ def run(model: str, loss: str | None, args: argparse.Namespace, out: Path) -> di
     values.update(root=str(args.root), out=str(out), model=model)
     if loss:
         values["loss"] = loss
-    if args.epochs:
-        values["epochs"] = args.epochs
-    if args.ablation:  # the same schedule for every model, whatever the machine
-        values.pop("max_minutes", None)
+    schedule(values, args)
     values["resume" if args.resume else "overwrite"] = True
     result = train(TrainConfig.from_dict(values))
     # The epochs' own times (training and validation), summed: right across --resume too.
@@ -54,10 +51,7 @@ def run(model: str, loss: str | None, args: argparse.Namespace, out: Path) -> di
     record: dict[str, object] = {
         "model": model,
         "loss": values["loss"],
-        # Those run: under the recipe's time budget, as many of its epochs as fit here.
-        "epochs": len(result["history"]),
-        "max_epochs": values["epochs"],
-        "max_minutes": values.get("max_minutes"),
+        **epochs_run(values, result),
         "best_epoch": result["best"]["epoch"],
         "train_wall_s": round(wall, 1),
         "val": _scores(evaluate(best, dataset)),
