@@ -22,6 +22,7 @@ _PUBLIC = {
     "ModelMeta": "fcnseg.models",
     "Normalization": "fcnseg.models",
     "build_fcn": "fcnseg.models",
+    "fcn1s": "fcnseg.models",
     "fcn2s": "fcnseg.models",
     "fcn4s": "fcnseg.models",
     "fcn8s": "fcnseg.models",

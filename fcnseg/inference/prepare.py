@@ -143,6 +143,8 @@ class Upsampling:
     @classmethod
     def of(cls, model: FCN) -> Upsampling | None:
         """The model's final upsampling, or ``None`` if it is not a separable fixed one."""
+        if model.final is None:  # FCN-1s: scores at full resolution already
+            return None
         # Every head has the same final upsampling and crop: the first stands for all.
         final = getattr(model, model.final + model.suffixes[0])
         crop = getattr(model, "score" + model.suffixes[0])

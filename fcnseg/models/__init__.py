@@ -2,8 +2,8 @@
 
 * :mod:`.backbones`: classification nets with taps at strides 8, 16 and 32, by name;
 * :mod:`.fcn`: the one :class:`FCN` class that fuses any list of taps (FCN-32s/16s/8s);
-* :mod:`.builders`: ``fcn32s``, ``fcn16s``, ``fcn8s`` (and the finer ``fcn4s``, ``fcn2s``),
-  registered in :data:`MODELS`;
+* :mod:`.builders`: ``fcn32s``, ``fcn16s``, ``fcn8s`` (and the finer ``fcn4s``, ``fcn2s``,
+  ``fcn1s``), registered in :data:`MODELS`;
 * :mod:`.meta`: :class:`ModelMeta`, what a model file stores beside the weights;
 * :mod:`.normalization`, :mod:`.weights`: input normalisation; safe weight-file reading.
 
@@ -11,7 +11,7 @@ Owns: network construction. May import: :mod:`fcnseg.blocks`, the registry and e
 """
 
 from .backbones import BACKBONES, Backbone, adapt_input, build_backbone, list_backbones
-from .builders import MODELS, build_fcn, fcn2s, fcn4s, fcn8s, fcn16s, fcn32s, list_models
+from .builders import MODELS, build_fcn, fcn1s, fcn2s, fcn4s, fcn8s, fcn16s, fcn32s, list_models
 from .fcn import FCN, Crop, HeadView, output_field, pad_to_stride, tap_name
 from .meta import ModelMeta
 from .normalization import Normalization
@@ -28,6 +28,7 @@ __all__ = [
     "adapt_input",
     "build_backbone",
     "build_fcn",
+    "fcn1s",
     "fcn2s",
     "fcn4s",
     "fcn8s",

@@ -11,7 +11,17 @@ from .fcn import FCN
 from .meta import MAX_CLASSES, ModelMeta, check_heads
 from .registries import MODELS
 
-__all__ = ["MODELS", "build_fcn", "fcn2s", "fcn4s", "fcn8s", "fcn16s", "fcn32s", "list_models"]
+__all__ = [
+    "MODELS",
+    "build_fcn",
+    "fcn1s",
+    "fcn2s",
+    "fcn4s",
+    "fcn8s",
+    "fcn16s",
+    "fcn32s",
+    "list_models",
+]
 
 
 def _build(
@@ -146,6 +156,24 @@ def fcn2s(
     """FCN-2s: adds the stride-2 tap (``pool1``) too, for backbones that have one (not
     AlexNet, whose first convolution strides by 4). Arguments as :func:`fcn32s`."""
     return _build("fcn2s", (16, 8, 4, 2), **locals())
+
+
+@MODELS.register("fcn1s")
+def fcn1s(
+    *,
+    num_classes: int | Mapping[str, int],
+    backbone: str = "vgg16",
+    geometry: str = "modern",
+    pretrained_backbone: Pretrained = False,
+    at_once: bool = False,
+    in_channels: int = 3,
+) -> FCN:
+    """FCN-1s: adds the stride-1 tap (``pool0``) too, scores at every input pixel with no
+    final upsampling: for structures a pixel or two wide, which bilinear upsampling from
+    stride 2 cannot draw (a one-pixel line between two coarse positions). The tap is VGG16's
+    ``relu1_2``, or for a net whose first convolution strides (ResNet, EfficientNet) that
+    convolution evaluated densely. Arguments as :func:`fcn32s`."""
+    return _build("fcn1s", (16, 8, 4, 2, 1), **locals())
 
 
 def build_fcn(variant: str, **options: object) -> FCN:

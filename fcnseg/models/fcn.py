@@ -1,14 +1,16 @@
 """The skip architecture: FCN-32s, FCN-16s and FCN-8s (paper §4.2, Figure 3), and past the
-paper, FCN-4s and FCN-2s.
+paper, FCN-4s, FCN-2s and FCN-1s.
 
 One class builds them all. Its only input beyond the backbone is the list of *taps* to fuse:
 none for FCN-32s, the stride-16 pool for FCN-16s, the stride-16 and stride-8 pools for FCN-8s,
-and on to the stride-4 and stride-2 taps (``pool2``, ``pool1``) where the backbone has them.
+and on to the stride-4, -2 and -1 taps (``pool2``, ``pool1``, ``pool0``) where the backbone has
+them (the stride-1 one is VGG's ``relu1_2``, or the dense stem of a net whose first convolution
+strides: :mod:`.backbones.base`).
 Starting from the 1×1 class scores on the deepest layer (``score_fr``), each tap adds a step:
 upsample the running scores 2× (``upscore2``, then ``upscore_pool4``…), score the tap with a
 1×1 convolution (``score_pool4``…), crop it to lie over the upsampled scores, and sum
-(``fuse_pool4``…). A final fixed bilinear upsampling (``upscore``, ``upscore16``, ``upscore8``)
-and crop return scores at exactly the input's size.
+(``fuse_pool4``…). A final fixed bilinear upsampling (``upscore``, ``upscore16``, ``upscore8``;
+none after the stride-1 tap) and crop return scores at exactly the input's size.
 
 The crops and upsampling paddings are computed from the layers' receptive fields
 (:mod:`fcnseg.blocks.geometry`), never written down: for the reference (``geometry="caffe"``) VGG16
@@ -39,11 +41,11 @@ __all__ = ["FCN", "HeadView", "output_field", "pad_to_stride"]
 # PAMI §4.3, "all at once": the pool4 and pool3 taps are scaled down before scoring so that
 # the deep scores dominate at the start, as staged training would have them. The finer taps
 # continue the paper's factor of 100 per level (an extrapolation: the paper stops at pool3).
-AT_ONCE_SCALE = {16: 1e-2, 8: 1e-4, 4: 1e-6, 2: 1e-8}
+AT_ONCE_SCALE = {16: 1e-2, 8: 1e-4, 4: 1e-6, 2: 1e-8, 1: 1e-10}
 
 
 def tap_name(stride: int) -> str:
-    """Reference name of the tap at ``stride``: 16 → ``pool4``, 8 → ``pool3``."""
+    """Reference name of the tap at ``stride``: 16 → ``pool4``, 8 → ``pool3``, 1 → ``pool0``."""
     return f"pool{int(math.log2(stride))}"
 
 
@@ -156,7 +158,8 @@ class FCN(nn.Module):
             of its own, its layers named with the head's suffix (``score_fr_sem``…), and the
             output holds the heads' scores one after the other.
         skips: strides of the taps fused, coarse to fine: ``()`` FCN-32s, ``(16,)`` FCN-16s,
-            ``(16, 8)`` FCN-8s, ``(16, 8, 4)`` FCN-4s, ``(16, 8, 4, 2)`` FCN-2s.
+            ``(16, 8)`` FCN-8s, ``(16, 8, 4)`` FCN-4s, ``(16, 8, 4, 2)`` FCN-2s,
+            ``(16, 8, 4, 2, 1)`` FCN-1s.
         geometry: ``"caffe"`` (the reference nets) or ``"modern"``.
         at_once: scale the taps as the PAMI all-at-once nets do.
         meta: what a model file needs to rebuild the model and name its classes (by default
@@ -225,14 +228,23 @@ class FCN(nn.Module):
             self.upscores.append(name)
             stride = s
         # Named by its factor as the reference's upscore8, except where that name is the first
-        # learned 2× upsampling's: FCN-2s's final upsampling follows fuse_pool1.
+        # learned 2× upsampling's: FCN-2s's final upsampling follows fuse_pool1. FCN-1s's
+        # scores are at the input's stride already: only the crop is left.
         self.final = (
-            "upscore" if not self.skips else "upscore_pool1" if stride == 2 else f"upscore{stride}"
+            "upscore"
+            if not self.skips
+            else "upscore_pool1"
+            if stride == 2
+            else f"upscore{stride}"
+            if stride > 1
+            else None
         )
-        kernel, padding = _upsampling(field, IDENTITY, stride, geometry)
-        final = FixedUpsample(num_classes, factor=stride, kernel=kernel, padding=padding)
-        self.add_module(self.final + suffix, final)
-        self.add_module(f"score{suffix}", Crop(_offset(field.then(final.field), IDENTITY)))
+        if self.final is not None:
+            kernel, padding = _upsampling(field, IDENTITY, stride, geometry)
+            final = FixedUpsample(num_classes, factor=stride, kernel=kernel, padding=padding)
+            self.add_module(self.final + suffix, final)
+            field = field.then(final.field)
+        self.add_module(f"score{suffix}", Crop(_offset(field, IDENTITY)))
 
     @property
     def normalization(self) -> Normalization:
@@ -286,9 +298,9 @@ class FCN(nn.Module):
                 getattr(self, up + suffix)(edge(scores)),
                 getattr(self, f"score_{name}{suffix}")(tap),
             )
-        return getattr(self, f"score{suffix}")(
-            getattr(self, self.final + suffix)(edge(scores)), height, width
-        )
+        if self.final is not None:
+            scores = getattr(self, self.final + suffix)(edge(scores))
+        return getattr(self, f"score{suffix}")(scores, height, width)
 
     def head(self, name: str) -> HeadView:
         """Head ``name`` of a net of several heads, as a model of its own (sharing weights)."""
@@ -340,4 +352,6 @@ def output_field(model: FCN) -> float:
     suffix = model.suffixes[0]
     for name in model.upscores:
         field = field.then(layer_field(getattr(model, name + suffix)))
-    return field.then(getattr(model, model.final + suffix).field).size
+    if model.final is not None:
+        field = field.then(getattr(model, model.final + suffix).field)
+    return field.size

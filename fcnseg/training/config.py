@@ -136,7 +136,7 @@ class TrainConfig:
     )
     # -- model
     model: str = _setting(
-        "fcn8s", "FCN variant", choices=["fcn32s", "fcn16s", "fcn8s", "fcn4s", "fcn2s"]
+        "fcn8s", "FCN variant", choices=["fcn32s", "fcn16s", "fcn8s", "fcn4s", "fcn2s", "fcn1s"]
     )
     backbone: str = _setting(
         "vgg16",

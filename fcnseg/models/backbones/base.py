@@ -2,7 +2,13 @@
 
 A backbone is a classification net laid out as one named sequence of layers with *taps*: the
 layers whose outputs the skip architecture scores, keyed by their stride (8, 16, 32, and the
-finer 4 and 2 where the net has them).
+finer 4, 2 and 1 where the net has them).
+
+A net whose first convolution strides has no layer at stride 1, but its first convolution
+evaluated densely is one (§3.2: a strided layer is its dense output subsampled). There the
+stride-1 tap is that *dense stem*: the first convolution at stride 1 and the pointwise layers
+after it (normalisation, activation); the net goes on from its output subsampled, which is
+exactly what the strided convolution would have computed.
 """
 
 from __future__ import annotations
@@ -10,14 +16,16 @@ from __future__ import annotations
 import math
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import torch.utils.checkpoint
 import torchvision
 from torch import Tensor, nn
 
-from ...blocks.geometry import IDENTITY, Field, GeometryError, receptive_field
+from ...blocks.geometry import IDENTITY, Field, GeometryError, layer_field, receptive_field
 from ...errors import CheckpointError, ConfigError
 from ..normalization import MAX_CHANNELS, Normalization
 from ..registries import BACKBONES
@@ -38,11 +46,13 @@ GEOMETRIES = ("modern", "caffe")
 
 class Backbone(nn.Sequential):
     """A classification net as a named sequence of layers with taps at strides 8, 16, 32 (and
-    4 and 2 where it has them: the last layer at that stride).
+    4, 2 and 1 where it has them: the last layer at that stride).
 
     ``forward`` returns ``{stride: features}`` for each tap (or each of ``strides``) and stops
     after the deepest one.
     ``field(stride)`` is the receptive field of a tap, composed layer by layer (§3.1).
+    Without a stride-1 tap of its own, a net whose first layer is a strided convolution gets
+    its dense stem as one (module docstring).
     """
 
     def __init__(
@@ -54,8 +64,38 @@ class Backbone(nn.Sequential):
     ) -> None:
         super().__init__(layers)
         self.taps = dict(sorted(taps.items()))
+        # The stride of the first convolution where the stride-1 tap is its dense stem, else 1.
+        self.dense_stride = 1
+        if 1 not in self.taps:
+            stem = self._dense_stem()
+            if stem is not None:
+                self.taps = {1: stem, **self.taps}
+                self.dense_stride = _pair(self[0].stride)
         self.normalization = normalization
         self.channels, self.min_size = self._probe()
+
+    def _dense_stem(self) -> str | None:
+        """The last layer of the dense stem, if the first layer is a strided convolution that
+        its dense output subsampled reproduces: a square odd kernel, centred by its padding.
+        """
+        first = self[0]
+        if not isinstance(first, nn.Conv2d) or isinstance(first.padding, str):
+            return None
+        (k, k2), (s, s2) = first.kernel_size, first.stride
+        if k != k2 or s != s2 or s == 1 or k % 2 == 0 or first.padding != ((k - 1) // 2,) * 2:
+            return None
+        if first.dilation != (1, 1):
+            return None
+        names = list(self._modules)
+        last = names[0]
+        for name in names[1:]:
+            try:
+                if layer_field(self._modules[name]) is not None:
+                    break
+            except (TypeError, GeometryError):  # a container or a layer acting on space
+                break
+            last = name
+        return last
 
     @property
     def first_conv(self) -> nn.Conv2d:
@@ -69,24 +109,36 @@ class Backbone(nn.Sequential):
 
     def forward(self, x: Tensor, strides: tuple[int, ...] | None = None) -> dict[int, Tensor]:
         # Only the taps asked for are kept: a fine tap held to the end costs memory.
-        wanted = {
-            name: stride
-            for stride, name in self.taps.items()
-            if strides is None or stride in strides
-        }
+        wanted = {s: n for s, n in self.taps.items() if strides is None or s in strides}
         out: dict[int, Tensor] = {}
-        segment: list[nn.Module] = []
+        segment: list[Callable[[Tensor], Tensor]] = []
         recompute = self.checkpointing and self.training and torch.is_grad_enabled()
-        for name, layer in self.named_children():
+        layers = list(self.named_children())
+        if self.dense_stride > 1 and 1 in wanted:
+            # The dense stem once, then its output subsampled for the rest of the net.
+            end = [n for n, _ in layers].index(wanted[1]) + 1
+            conv = self[0]
+            segment = [
+                lambda v: F.conv2d(v, conv.weight, conv.bias, 1, conv.padding, 1, conv.groups)
+            ]
+            segment += [layer for _, layer in layers[1:end]]
+            out[1] = _run(segment, x, recompute)
+            x, segment, layers = (
+                out[1][..., :: self.dense_stride, :: self.dense_stride],
+                [],
+                layers[end:],
+            )
+            out.update({s: x for s, n in wanted.items() if s > 1 and n == wanted[1]})
+        for name, layer in layers:
+            if len(out) == len(wanted):
+                break
             segment.append(layer)
             # Every tap ends a segment; checkpointed, a segment keeps only its input for the
             # backward pass and computes the rest again there.
-            if name in wanted:
+            if name in wanted.values():
                 x = _run(segment, x, recompute)
                 segment = []
-                out[wanted[name]] = x
-                if len(out) == len(wanted):
-                    break
+                out.update({s: x for s, n in wanted.items() if n == name})
         return out
 
     @property
@@ -112,8 +164,12 @@ class Backbone(nn.Sequential):
         """The tap's receptive field. For a net with global context inside (squeeze-excite) or
         ops without a field rule, the extent is unbounded and the offset is taken as 0, the
         alignment of symmetric padding that PyTorch nets use."""
-        f = IDENTITY
-        for name, layer in self.named_children():
+        f, layers = IDENTITY, list(self.named_children())
+        if stride == 1 and self.dense_stride > 1:
+            # The dense stem: the first convolution's window at stride 1.
+            conv, layers = self[0], layers[1:]
+            f = Field(size=_pair(conv.kernel_size), stride=1, offset=0)
+        for name, layer in layers:
             try:
                 f = receptive_field(layer, f)
             except GeometryError as exc:
@@ -144,7 +200,11 @@ class Backbone(nn.Sequential):
             self.train(was_training)
 
 
-def _run(layers: list[nn.Module], x: Tensor, recompute: bool) -> Tensor:
+def _pair(value: int | tuple[int, ...]) -> int:
+    return value[0] if isinstance(value, tuple) else value
+
+
+def _run(layers: list[Callable[[Tensor], Tensor]], x: Tensor, recompute: bool) -> Tensor:
     """``layers`` in turn, checkpointed as one segment if ``recompute``."""
 
     def segment(value: Tensor) -> Tensor:

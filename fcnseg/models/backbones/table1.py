@@ -61,10 +61,11 @@ def _convolutionalized(
     layers = OrderedDict(zip(_reference_names(features, blocks=blocks), features, strict=True))
     layers.update(fc6=fc6, relu6=relu6, drop6=drop6, fc7=fc7, relu7=relu7, drop7=drop7)
     pools = [n for n in layers if n.startswith("pool")]
-    # The taps are the pools that reach each stride (VGG's pool1…pool4 at 2…16); AlexNet's
-    # first convolution strides by 4 at once, so its stride-4 tap is relu1 and it has no 2.
+    # The taps are the pools that reach each stride (VGG's pool1…pool4 at 2…16, and relu1_2,
+    # the last layer before pool1, at 1); AlexNet's first convolution strides by 4 at once, so
+    # its stride-4 tap is relu1 and it has no 2 or 1.
     if blocks:
-        taps = {2: pools[0], 4: pools[1], 8: pools[2], 16: pools[3], 32: "drop7"}
+        taps = {1: "relu1_2", 2: pools[0], 4: pools[1], 8: pools[2], 16: pools[3], 32: "drop7"}
     else:
         taps = {4: "relu1", 8: pools[0], 16: pools[1], 32: "drop7"}
     norm = CAFFE_BGR if geometry == "caffe" and pretrained is False else IMAGENET
