@@ -134,6 +134,45 @@ def test_finer_skips_start_as_the_coarser_net(vgg_models: dict) -> None:
                 assert torch.allclose(fine(x), coarse(x), atol=1e-5, rtol=1e-5)
 
 
+def test_fcn1s_starts_as_the_fcn2s_it_grows_from() -> None:
+    """The stride-1 skip adds zero-initialised scores, and its 2× upsampling (learned in
+    FCN-1s, FCN-2s's fixed final one) starts bilinear: grown from FCN-2s, FCN-1s first
+    computes what it did."""
+    torch.manual_seed(0)
+    coarse = fcnseg.fcn2s(num_classes=3, backbone="timm:resnet18").eval()
+    for name, p in coarse.named_parameters():
+        if name.startswith("score"):
+            torch.nn.init.normal_(p, std=0.1)
+    fine = fcnseg.fcn1s(num_classes=3, backbone="timm:resnet18").eval()
+    state = fine.state_dict()
+    grown = {k: v for k, v in coarse.state_dict().items() if state[k].shape == v.shape}
+    assert set(state) - set(grown) == {
+        "score_pool0.weight",
+        "score_pool0.bias",
+        "upscore_pool1.weight",
+    }
+    fine.load_state_dict({**state, **grown})
+    x = torch.randn(1, 3, 45, 62)
+    with torch.no_grad():
+        torch.testing.assert_close(fine(x), coarse(x), atol=1e-5, rtol=1e-5)
+    assert fine.final is None and "upscore_pool1.weight" in dict(fine.named_parameters())
+
+
+def test_dense_stem_is_the_strided_stem_at_every_pixel() -> None:
+    """§3.2: the first convolution at stride 1, subsampled, is the strided one; the rest of
+    the net runs on that subsample and so computes what it computes without the dense tap."""
+    torch.manual_seed(0)
+    backbone = fcnseg.fcn1s(num_classes=2, backbone="timm:resnet18").backbone.eval()
+    assert backbone.dense_stride == 2 and backbone.taps[1] == backbone.taps[2] == "act1"
+    x = torch.randn(2, 3, 37, 50)
+    with torch.no_grad():
+        dense, plain = backbone(x, (1, 2, 8)), backbone(x, (2, 8))
+    assert dense[1].shape[-2:] == (37, 50)
+    torch.testing.assert_close(dense[1][..., ::2, ::2], plain[2], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(dense[8], plain[8], atol=1e-5, rtol=1e-5)
+    assert backbone.field(1) == fcnseg.Field(size=7, stride=1, offset=0)
+
+
 def test_finer_taps_are_the_reference_pools(vgg_models: dict) -> None:
     model = vgg_models["fcn2s", "caffe"]
     assert model.backbone.taps[4] == "pool2" and model.backbone.taps[2] == "pool1"
@@ -147,6 +186,16 @@ def test_finer_taps_are_the_reference_pools(vgg_models: dict) -> None:
     assert model.final == "upscore_pool1"
 
 
+def test_vgg_stride_1_tap_is_relu1_2(vgg_models: dict) -> None:
+    for geometry in ("caffe", "modern"):
+        model = vgg_models["fcn1s", geometry]
+        assert model.backbone.taps[1] == "relu1_2" and model.backbone.dense_stride == 1
+        assert "fuse_pool0" in model.crops
+
+
 def test_a_backbone_without_the_tap_is_one_line() -> None:
     with pytest.raises(fcnseg.errors.ConfigError, match="no stride-2 tap"):
         fcnseg.fcn2s(num_classes=2, backbone="alexnet")
+    # GoogLeNet's first layer is a stage (convolution and ReLU), not a strided convolution.
+    with pytest.raises(fcnseg.errors.ConfigError, match="no stride-1 tap.*fcn2s"):
+        fcnseg.fcn1s(num_classes=2, backbone="bvlc_googlenet")
