@@ -18,14 +18,14 @@ import torch
 from torch import Tensor, nn
 
 from ..blocks.upsampling import FixedUpsample
-from ..models import FCN, Crop
+from ..models import FCN, Backbone, Crop
 
 __all__ = ["DTYPES", "CoarseScores", "Upsampling", "fold_batchnorm", "prepare_network"]
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def fold_batchnorm(net: nn.Module) -> int:
+def fold_batchnorm(net: Backbone) -> int:
     """Fold every batch normalisation that directly follows a convolution into it, in place.
 
     Inference-time batch normalisation is an affine map per channel, so it can live in the
@@ -59,9 +59,13 @@ def fold_batchnorm(net: nn.Module) -> int:
     probe = torch.randn(
         1, net.in_channels, net.min_size, net.min_size, generator=torch.Generator().manual_seed(0)
     )
+    # A dense stem (stride-1 tap of a strided first convolution) calls that convolution as a
+    # function, out of the hooks' sight; the strided taps run every layer as a module, and
+    # the stem reads the folded weights all the same.
+    strided = tuple(s for s in net.taps if s > 1)
     try:
         with torch.no_grad():
-            before = net(probe)
+            before = net(probe, strided)
     finally:
         for h in hooks:
             h.remove()
@@ -74,7 +78,7 @@ def fold_batchnorm(net: nn.Module) -> int:
             conv.weight.mul_(scale.view(-1, 1, 1, 1))
             conv.bias = nn.Parameter((bias - norm.running_mean) * scale + norm.bias)
             _replace(net, name, _after_norm(norm))
-        after = net(probe) if pairs else before
+        after = net(probe, strided) if pairs else before
         if all(
             torch.allclose(after[s], before[s], rtol=1e-3, atol=1e-4 * before[s].abs().max().item())
             for s in before
