@@ -24,7 +24,7 @@ from ..data.bands import Raster
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..models import FCN, ModelMeta
-from ..models.tta import tta_scales, tta_scores
+from ..models.tta import tta_scales, tta_scores, views
 from . import precision as calibration
 from .backends import AutoBackend, make_backend
 from .inputs import ImageLike, as_image_tensor, check_batch
@@ -74,7 +74,10 @@ class Predictor:
         compile: ``torch.compile`` the network (slow to start, per image size).
         tta: test-time augmentation: class probabilities averaged over horizontal flips and
             the scales 0.75, 1 and 1.25 (``True``) or those given; six passes per image (two
-            per scale), so about six times the time. Tiles are augmented one by one.
+            per scale), so about six times the time. Tiles are augmented one by one. A model
+            with a working scale (``meta.magnify``) sees every image or tile enlarged by it
+            (the TTA scales multiply it), and its tiles agree with the whole image up to the
+            rounding of the resized sizes.
         say: called once with one line when the engine and precision are chosen.
     """
 
@@ -304,9 +307,14 @@ class Predictor:
     def _run(self, images: Tensor, out: Tensor, rows: Span, cols: Span, kind: Output) -> None:
         """Write the outputs of ``rows × cols`` of a batch into ``out``, band by band."""
         precision = self.calibrate(images)
-        if self.tta is not None:  # whole-piece probabilities, averaged over the views
+        plan = views(self.tta, self.meta.magnify)
+        if plan is not None:  # whole-piece probabilities of the resized views, averaged
             scores = tta_scores(
-                lambda x: self._whole(x, precision), images, scales=self.tta, parts=kind.parts
+                lambda x: self._whole(x, precision),
+                images,
+                scales=plan[0],
+                flips=plan[1],
+                parts=kind.parts,
             )
             out.copy_(kind.of(scores[..., rows[0] : rows[1], cols[0] : cols[1]]))
             return

@@ -19,12 +19,16 @@ from ..errors import CheckpointError
 from .normalization import Normalization
 from .registries import BACKBONES, MODELS
 
-__all__ = ["MAX_CLASSES", "ModelMeta", "check_heads"]
+__all__ = ["MAGNIFY", "MAX_CLASSES", "ModelMeta", "check_heads"]
 
 Color = tuple[int, int, int]
 # More classes than any segmentation benchmark has (ADE20K-full: 3688); a file claiming more
 # is damaged, and believing it would allocate score layers of that width.
 MAX_CLASSES = 65536
+# The range of a model's working scale (``magnify``): enlarging images up to 4 times brings
+# structures of a pixel up to the few pixels a backbone's first strided layers resolve; beyond
+# that the cost (16× the pixels) buys nothing a larger training crop would not.
+MAGNIFY = (1.0, 4.0)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,9 @@ class ModelMeta:
         heads: for a net with several score paths (the paper's two-headed SIFT Flow net), each
             path's name and class count, in output order; ``None`` for one. ``num_classes`` is
             then their sum, and ``classes`` and ``palette`` are the heads' in turn.
+        magnify: the working scale: images are enlarged by this factor before the net sees
+            them, in training and at inference, and the scores resized back to the image
+            (:func:`fcnseg.models.tta.views`); 1 for none.
         extra: anything else JSON-serialisable (training scores, epoch, step).
     """
 
@@ -58,6 +65,7 @@ class ModelMeta:
     palette: tuple[Color, ...] | None = None
     ignore_index: int | None = None
     heads: tuple[tuple[str, int], ...] | None = None
+    magnify: float = 1.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def head_slices(self) -> list[tuple[str, slice]]:
@@ -163,6 +171,14 @@ class ModelMeta:
         if ignore is not None and not _is_int(ignore):
             raise bad(f"ignore_index {ignore!r} is not a whole number")
         heads = _heads(data.get("heads"), n, bad)
+        magnify = data.get("magnify", 1.0)
+        low, high = MAGNIFY
+        if not (
+            isinstance(magnify, (int, float))
+            and not isinstance(magnify, bool)
+            and low <= magnify <= high
+        ):
+            raise bad(f"magnify {magnify!r} is not a number in {low:g}–{high:g}")
         normalization = Normalization.from_dict(data["normalization"], source=source)
         known = {f.name for f in fields(cls)}
         extra = {k: v for k, v in data.items() if k not in known}
@@ -177,6 +193,7 @@ class ModelMeta:
             palette,
             ignore,
             heads,
+            float(magnify),
             extra,
         )
 

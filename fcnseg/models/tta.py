@@ -1,5 +1,7 @@
 """Test-time augmentation: a model's class probabilities averaged over horizontal flips and
-several scales, the image resized to each scale and the probabilities resized back.
+several scales, the image resized to each scale and the probabilities resized back; and the
+same resizing for a model with a working scale (``ModelMeta.magnify``), which sees every image
+enlarged, in training and at inference.
 
 Probabilities, not scores, are averaged (a confident view should not be outvoted by the
 scale of another's logits), each head's on its own. The result is returned as log
@@ -16,7 +18,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 
-__all__ = ["TTA_SCALES", "tta_scales", "tta_scores"]
+__all__ = ["TTA_SCALES", "tta_scales", "tta_scores", "views"]
 
 # The scales ``tta=True`` averages over, each with and without a horizontal flip.
 TTA_SCALES = (0.75, 1.0, 1.25)
@@ -38,18 +40,29 @@ def tta_scales(tta: bool | Sequence[float] | None) -> tuple[float, ...] | None:
     return scales
 
 
+def views(tta: tuple[float, ...] | None, magnify: float) -> tuple[tuple[float, ...], bool] | None:
+    """The scales an image is scored at, and whether each also flipped, for :func:`tta_scores`:
+    the TTA scales times the model's working scale, flipped; the working scale alone, not
+    flipped, without TTA; ``None`` when the image is scored as it is."""
+    if tta is None:
+        return None if magnify == 1 else ((magnify,), False)
+    return tuple(scale * magnify for scale in tta), True
+
+
 def tta_scores(
     score: Callable[[Tensor], Tensor],
     images: Tensor,
     *,
     scales: Sequence[float],
     parts: Sequence[slice],
+    flips: bool = True,
 ) -> Tensor:
     """Log of the class probabilities of ``images`` (N×C×H×W) averaged over ``scales`` × {as
-    is, flipped}; ``score(x)`` gives the N×K×h×w scores of a batch ``x`` at its own size, and
-    ``parts`` are the heads' channels of them."""
+    is, flipped} (as is only, without ``flips``); ``score(x)`` gives the N×K×h×w scores of a
+    batch ``x`` at its own size, and ``parts`` are the heads' channels of them."""
     height, width = images.shape[-2:]
     total: Tensor | None = None
+    orientations = (False, True) if flips else (False,)
     for scale in scales:
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
         x = images
@@ -57,7 +70,7 @@ def tta_scores(
             # Resized in float, not rounded back: resizing commutes with the per-channel
             # normalisation, so raw and normalised images give the same views.
             x = F.interpolate(images.float(), size=size, mode="bilinear", antialias=scale < 1)
-        for flip in (False, True):
+        for flip in orientations:
             view = x.flip(-1) if flip else x
             scores = score(view).float()
             probs = torch.cat([scores[:, part].softmax(1) for part in parts], 1)
@@ -67,4 +80,4 @@ def tta_scores(
                 probs = F.interpolate(probs, size=(height, width), mode="bilinear")
             total = probs if total is None else total + probs
     assert total is not None
-    return (total / (2 * len(scales))).clamp_min(1e-12).log()
+    return (total / (len(orientations) * len(scales))).clamp_min(1e-12).log()

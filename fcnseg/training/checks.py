@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from ..errors import ConfigError
+from ..models.meta import MAGNIFY
 
 __all__ = ["BOUNDS", "check_setting"]
 
@@ -38,6 +39,7 @@ BOUNDS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "loss_sampling": (0, 1, False, True),
     "crop": (1, None, True, True),  # each side
     "scale": (0, None, False, True),  # each end
+    "magnify": (*MAGNIFY, True, True),
 }
 
 

@@ -65,6 +65,15 @@ class TrainConfig:
         type=float,
         metavar=("MIN", "MAX"),
     )
+    magnify: float = _setting(
+        1.0,
+        "working scale: every image is enlarged by this factor before the net sees it, in "
+        "training (times --scale; --crop is of the enlarged image) and, recorded in the model "
+        "file, at inference, where the scores are resized back: for structures a pixel or two "
+        "wide (retinal vessels) that the backbone's first strides blur",
+        type=float,
+        metavar="M",
+    )
     hflip: bool | None = _setting(None, "random horizontal flips (paper: off, modern: on)")
     vflip: bool = _setting(
         False, "random vertical flips, for images with no up (fundus, microscopy, aerial)"

@@ -104,7 +104,10 @@ def _model(config: TrainConfig, dataset: SegmentationDataset, say: Callable[[str
             "PATH"
         ) from None
     model.meta = model.meta.with_(
-        classes=dataset.classes, palette=dataset.palette, ignore_index=dataset.ignore_index
+        classes=dataset.classes,
+        palette=dataset.palette,
+        ignore_index=dataset.ignore_index,
+        magnify=config.magnify,
     )
     if start:
         model.normalization = _measured_normalization(model, dataset, say)
@@ -254,7 +257,8 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
         )
     train_set.transform = train_transform(
         crop=config.crop,
-        scale=config.scale,
+        # The working scale enlarges every image; the random scale varies around it.
+        scale=(config.scale[0] * config.magnify, config.scale[1] * config.magnify),
         hflip=config.hflip,
         vflip=config.vflip,
         rot90=config.rot90,

@@ -167,6 +167,11 @@ def test_metadata_claiming_millions_of_classes_is_refused_before_building(tmp_pa
     save_file({"x": torch.zeros(1)}, str(path), metadata={"fcnseg": json.dumps(meta)})
     with pytest.raises(CheckpointError, match=r"num_classes 10000000 is not a whole number"):
         fcnseg.load(path)
+    for magnify in (0.5, "big", float("nan")):
+        meta.update(num_classes=2, magnify=magnify)
+        save_file({"x": torch.zeros(1)}, str(path), metadata={"fcnseg": json.dumps(meta)})
+        with pytest.raises(CheckpointError, match=r"magnify .* is not a number in 1–4"):
+            fcnseg.load(path)
 
 
 def test_save_with_bad_metadata_changes_nothing(tmp_path) -> None:

@@ -259,3 +259,59 @@ def test_predictor_and_evaluate_apply_the_same_tta(tmp_path) -> None:
     assert differ <= 2e-3 * matrix.matrix.sum().item()
     plain = evaluate(model, dataset)
     assert plain["confusion"] != result["confusion"]  # the views change some pixels
+
+
+def test_a_magnified_model_scores_the_enlarged_image_everywhere(tmp_path) -> None:
+    """A working scale (``meta.magnify``) enlarges each image before the net and resizes the
+    probabilities back: evaluation, the predictor and a saved model file all do so."""
+    import torch.nn.functional as F
+
+    from fcnseg.data import build_dataset, make_synthetic
+    from fcnseg.evaluation import evaluate
+    from fcnseg.evaluation.metrics import ConfusionMatrix
+
+    torch.manual_seed(0)
+    model = fcnseg.fcn8s(num_classes=6, backbone="timm:test_resnet").eval()
+    for name, p in model.named_parameters():
+        if name.startswith("score") and name.endswith("weight"):
+            torch.nn.init.normal_(p, std=1.0)
+    model.meta = model.meta.with_(magnify=1.5)
+    dataset = build_dataset("synthetic", make_synthetic(tmp_path, n_train=1, n_val=2), "val")
+    by_hand = ConfusionMatrix(6)
+    with torch.no_grad():
+        for image, mask in dataset:
+            x = model.normalization(image[None])
+            h, w = x.shape[-2:]
+            big = F.interpolate(x, size=(round(1.5 * h), round(1.5 * w)), mode="bilinear")
+            probs = F.interpolate(model(big).softmax(1), size=(h, w), mode="bilinear")
+            by_hand.update(probs.argmax(1), mask[None])
+    result = evaluate(model, dataset)
+    assert result["confusion"] == by_hand.matrix.tolist()
+    predicted = ConfusionMatrix(6)
+    for image, mask in dataset:
+        predicted.update(model.predict(image[None]), mask[None])
+    assert predicted.matrix.tolist() == result["confusion"]
+    model.meta = model.meta.with_(magnify=1.0)
+    assert evaluate(model, dataset)["confusion"] != result["confusion"]
+    model.meta = model.meta.with_(magnify=1.5)
+    path = tmp_path / "m.safetensors"
+    fcnseg.save(model, path)
+    predictor = fcnseg.Predictor(fcnseg.load(path), backend="torch", precision="fp32")
+    assert predictor.meta.magnify == 1.5
+    matrix = ConfusionMatrix(6)
+    for image, mask in dataset:
+        labels = predictor(image)
+        assert labels.shape == mask.shape
+        matrix.update(labels.long(), mask)
+    # Resizing raw or normalised images differs only by rounding: near-ties may flip.
+    differ = (matrix.matrix - by_hand.matrix).abs().sum().item()
+    assert differ <= 2e-3 * matrix.matrix.sum().item()
+
+
+def test_views_multiply_the_tta_scales_by_the_working_scale() -> None:
+    from fcnseg.models.tta import views
+
+    assert views(None, 1.0) is None
+    assert views(None, 1.5) == ((1.5,), False)
+    assert views((0.75, 1.0), 2.0) == ((1.5, 2.0), True)
+    assert views((1.0,), 1.0) == ((1.0,), True)

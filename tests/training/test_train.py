@@ -350,6 +350,29 @@ def test_bad_settings_are_one_line_errors(data, tmp_path) -> None:
         run_training(config(data, tmp_path, class_weights="1,2,3"))
     with pytest.raises(FcnsegError, match="nothing to resume"):
         run_training(config(data, tmp_path / "new", resume=True))
+    with pytest.raises(FcnsegError, match=r"--magnify \(magnify\): must lie in \[1.0, 4.0\]"):
+        run_training(config(data, tmp_path, magnify=0.5))
+
+
+def test_the_working_scale_enlarges_training_images_and_reaches_the_model_file(
+    data, tmp_path, monkeypatch
+) -> None:
+    from fcnseg.training import setup
+
+    seen = []
+    real = setup.train_transform
+    monkeypatch.setattr(setup, "train_transform", lambda **kw: seen.append(kw) or real(**kw))
+    result = run_training(config(data, tmp_path, magnify=1.5, scale=(0.8, 1.2)))
+    assert seen[0]["scale"] == pytest.approx((1.2, 1.8))
+    model = fcnseg.load(tmp_path / "best.safetensors")
+    assert model.meta.magnify == 1.5
+    # Validation scored the enlarged images, as evaluation does.
+    from fcnseg.data import build_dataset
+    from fcnseg.evaluation import evaluate
+
+    scores = evaluate(model, build_dataset("synthetic", data, "val"))
+    for metric in ("pixel_acc", "mean_iu"):
+        assert scores[metric] == pytest.approx(result["best"][metric], abs=1e-9)
 
 
 def test_median_frequency_weights_reach_the_loss(data, tmp_path) -> None:
