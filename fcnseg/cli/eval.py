@@ -129,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         tta=args.tta,
     )
-    print(f"{args.checkpoint} on {args.dataset} {args.split} ({result['images']} images)\n")
+    scale = f", enlarged {result['magnify']:g}× (the model's working scale)" * ("magnify" in result)
+    print(f"{args.checkpoint} on {args.dataset} {args.split} ({result['images']} images{scale})\n")
     label_sets = dataset.heads or {"": dataset}
     for name, part in (result.get("heads") or {"": result}).items():
         print(f"head {name}\n" if name else "", end="")

@@ -282,6 +282,8 @@ def evaluate(
     result = {**summarize(counts.whole, dataset.classes), "images": len(dataset)}
     if scales is not None:
         result["tta"] = list(scales)
+    if model.meta.magnify != 1:  # the scales the images were scored at are these times it
+        result["magnify"] = model.meta.magnify
     if counts.roc is not None:
         result["binary"] = {
             "threshold": 0.5 if threshold is None else threshold,
