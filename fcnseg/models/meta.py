@@ -25,9 +25,9 @@ Color = tuple[int, int, int]
 # More classes than any segmentation benchmark has (ADE20K-full: 3688); a file claiming more
 # is damaged, and believing it would allocate score layers of that width.
 MAX_CLASSES = 65536
-# The range of a model's working scale (``magnify``): enlarging images up to 4 times brings
-# structures of a pixel up to the few pixels a backbone's first strided layers resolve; beyond
-# that the cost (16× the pixels) buys nothing a larger training crop would not.
+# The range of a model's working scale (``magnify``): enlarging brings structures a pixel or two
+# wide up to the few pixels a backbone's first strided layers resolve. At 4 times, inference
+# already handles 16 times the pixels; a file claiming more is damaged or a mistake.
 MAGNIFY = (1.0, 4.0)
 
 
