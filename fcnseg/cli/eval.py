@@ -129,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         tta=args.tta,
     )
-    scale = f", enlarged {result['magnify']:g}× (the model's working scale)" * ("magnify" in result)
+    magnify = result.get("magnify")
+    scale = f", enlarged {magnify:g}× (the model's working scale)" if magnify else ""
     print(f"{args.checkpoint} on {args.dataset} {args.split} ({result['images']} images{scale})\n")
     label_sets = dataset.heads or {"": dataset}
     for name, part in (result.get("heads") or {"": result}).items():

@@ -112,6 +112,18 @@ def test_eval_prints_the_table_and_writes_json_and_plot(run, data, tmp_path, cap
     assert saved["images"] == 2 and saved["boundary"]["width"] == 2
     assert "mean IU" in out and "triangle" in out and f"{100 * saved['mean_iu']:.2f}" in out
     assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert "magnify" not in saved and "enlarged" not in out
+
+
+def test_eval_says_a_models_working_scale(run, data, tmp_path, capsys) -> None:
+    model = fcnseg.load(run / "best.safetensors")
+    path = tmp_path / "big.safetensors"
+    fcnseg.save(model, path, magnify=1.5)
+    scores = tmp_path / "scores.json"
+    argv = ["eval", str(path), "--dataset", "synthetic", "--root", str(data), "--device", "cpu"]
+    assert main([*argv, "--json", str(scores)]) == 0
+    assert "enlarged 1.5× (the model's working scale)" in capsys.readouterr().out
+    assert json.loads(scores.read_text())["magnify"] == 1.5
 
 
 def test_eval_accepts_the_training_checkpoint(run, data, capsys) -> None:
