@@ -27,7 +27,7 @@ from ..device import autocast, freed_memory_kept, resolve_device
 from ..errors import FcnsegError
 from ..files.atomic import atomic_write
 from ..models import FCN, HeadView
-from ..models.tta import tta_scales, tta_scores, views
+from ..models.tta import tta_scales, viewed_scores
 from .metrics import METRICS, ConfusionMatrix, RocHistogram, binary_scores
 
 __all__ = ["as_json", "boundary_band", "confusion", "evaluate", "write_json"]
@@ -72,7 +72,7 @@ def _batches(
     """(scores, target) per batch, on ``device``; with ``tta`` scales, log probabilities
     averaged over them and flips, and for a model with a working scale, those of the enlarged
     images (:mod:`fcnseg.models.tta`)."""
-    plan = views(tta, model.meta.magnify)
+    parts = [part for _, part in model.meta.head_slices()]
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -98,16 +98,13 @@ def _batches(
                         x[i, :, h:] = 0
                         x[i, :, :, w:] = 0
                     with autocast(device, amp):
-                        if plan is None:
-                            logits = model(x.contiguous(memory_format=memory))
-                        else:  # log probabilities of the resized (and flipped) views
-                            logits = tta_scores(
-                                lambda v: model(v.contiguous(memory_format=memory)),
-                                x,
-                                scales=plan[0],
-                                flips=plan[1],
-                                parts=[part for _, part in model.meta.head_slices()],
-                            )
+                        logits = viewed_scores(
+                            lambda v: model(v.contiguous(memory_format=memory)),
+                            x,
+                            tta=tta,
+                            magnify=model.meta.magnify,
+                            parts=parts,
+                        )
                 yield logits.float(), masks.to(device, non_blocking=True)
     finally:
         model.train(was_training)

@@ -110,6 +110,8 @@ class Predictor:
         elif default and backend == "torch" and not isinstance(model, FCN):
             backend = "auto"  # an exported file: the engines that run it
         self.backend = make_backend(backend, model, self.device, compile=compile)
+        # The scales (and flips) each piece is scored at: TTA's and the model's working scale.
+        self._views = views(self.tta, self.backend.meta.magnify)
         self._model, self._say = model, say
         self.plan = TilePlan.make(tile, overlap, field=self.backend.field, align=self.backend.align)
         # Tiles asked for explicitly were warned about now; automatic ones, once used.
@@ -307,13 +309,13 @@ class Predictor:
     def _run(self, images: Tensor, out: Tensor, rows: Span, cols: Span, kind: Output) -> None:
         """Write the outputs of ``rows × cols`` of a batch into ``out``, band by band."""
         precision = self.calibrate(images)
-        plan = views(self.tta, self.meta.magnify)
-        if plan is not None:  # whole-piece probabilities of the resized views, averaged
+        if self._views is not None:  # whole-piece probabilities of the resized views, averaged
+            scales, flips = self._views
             scores = tta_scores(
                 lambda x: self._whole(x, precision),
                 images,
-                scales=plan[0],
-                flips=plan[1],
+                scales=scales,
+                flips=flips,
                 parts=kind.parts,
             )
             out.copy_(kind.of(scores[..., rows[0] : rows[1], cols[0] : cols[1]]))

@@ -35,7 +35,7 @@ from ..errors import ConfigError
 from .backbones import Backbone
 from .meta import ModelMeta
 from .normalization import Normalization
-from .tta import tta_scores, views
+from .tta import viewed_scores
 
 __all__ = ["FCN", "HeadView", "output_field", "pad_to_stride"]
 
@@ -311,14 +311,10 @@ class FCN(nn.Module):
     def predict(self, images: Tensor) -> Tensor:
         """Class indices N×H×W for a batch N×C×H×W in the pixels' units (uint8 0–255 RGB);
         N×heads×H×W for a net of several heads; at the model's working scale, if it has one."""
+        parts = [part for _, part in self.meta.head_slices()]
         x = self.normalization(images)
-        plan = views(None, self.meta.magnify)
-        if plan is None:
-            scores = self(x)
-        else:
-            parts = [part for _, part in self.meta.head_slices()]
-            scores = tta_scores(self, x, scales=plan[0], flips=plan[1], parts=parts)
-        labels = [scores[:, part].argmax(1) for _, part in self.meta.head_slices()]
+        scores = viewed_scores(self, x, tta=None, magnify=self.meta.magnify, parts=parts)
+        labels = [scores[:, part].argmax(1) for part in parts]
         return labels[0] if len(labels) == 1 else torch.stack(labels, 1)
 
 

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 
-__all__ = ["TTA_SCALES", "tta_scales", "tta_scores", "views"]
+__all__ = ["TTA_SCALES", "tta_scales", "tta_scores", "viewed_scores", "views"]
 
 # The scales ``tta=True`` averages over, each with and without a horizontal flip.
 TTA_SCALES = (0.75, 1.0, 1.25)
@@ -81,3 +81,20 @@ def tta_scores(
             total = probs if total is None else total + probs
     assert total is not None
     return (total / (len(orientations) * len(scales))).clamp_min(1e-12).log()
+
+
+def viewed_scores(
+    score: Callable[[Tensor], Tensor],
+    images: Tensor,
+    *,
+    tta: tuple[float, ...] | None,
+    magnify: float,
+    parts: Sequence[slice],
+) -> Tensor:
+    """The scores of ``images`` as a model of working scale ``magnify`` gives them under
+    ``tta``: ``score(images)`` itself when neither applies, else :func:`tta_scores` of the
+    :func:`views`."""
+    plan = views(tta, magnify)
+    if plan is None:
+        return score(images)
+    return tta_scores(score, images, scales=plan[0], flips=plan[1], parts=parts)
