@@ -1,8 +1,9 @@
 """The resumable training checkpoint's file format: one safetensors file, no pickle.
 
 ``RUN_DIR/last.safetensors`` holds the model's tensors (``model/<name>``), the optimiser's
-state tensors flattened (``optimizer/<param>/<key>``), and each process's random-number
-generator states (``rng/<rank>/<generator>``). The rest — the model's metadata and the
+state tensors flattened (``optimizer/<param>/<key>``), the moving average of the weights if
+the run keeps one (``average/<name>``), and each process's random-number generator states
+(``rng/<rank>/<generator>``). The rest — the model's metadata and the
 training state's JSON fields (see :class:`fcnseg.training.state.TrainState`) — is JSON in the
 file's metadata. It is written atomically, so a kill mid-write leaves the previous checkpoint
 whole. What goes in is the training package's business; this module only lays it out.
@@ -11,7 +12,7 @@ whole. What goes in is the training package's business; this module only lays it
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +32,22 @@ FORMAT = 1
 @dataclass
 class CheckpointContents:
     """A checkpoint's parts: tensors by owner, and the JSON ``info`` (``model`` holds the
-    model's metadata)."""
+    model's metadata); ``average`` is empty for a run without one."""
 
     model: dict[str, Tensor]
     optimizer: dict[str, Any]
     rng: dict[int, dict[str, Tensor]]
     info: dict[str, Any]
+    average: dict[str, Tensor] = field(default_factory=dict)
 
 
 def write_checkpoint(path: str | Path, contents: CheckpointContents) -> None:
     """Write ``contents`` to ``path`` atomically."""
-    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in contents.model.items()}
+    tensors = {
+        f"{owner}/{k}": v.detach().cpu().contiguous()
+        for owner, part in (("model", contents.model), ("average", contents.average))
+        for k, v in part.items()
+    }
     opt = contents.optimizer
     scalars: dict[str, dict[str, Any]] = {}
     for index, entry in opt["state"].items():
@@ -74,6 +80,7 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
     try:
         tensors = load_file(str(path))
         model = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
+        average = {k[8:]: v for k, v in tensors.items() if k.startswith("average/")}
         state: dict[int, dict[str, Any]] = {}
         rng: dict[int, dict[str, Tensor]] = {}
         for name, value in tensors.items():
@@ -90,4 +97,4 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
             "earlier copy or start the run again"
         ) from None
     optimizer = {"state": state, "param_groups": saved["param_groups"]}
-    return CheckpointContents(model=model, optimizer=optimizer, rng=rng, info=info)
+    return CheckpointContents(model=model, optimizer=optimizer, rng=rng, info=info, average=average)

@@ -43,6 +43,7 @@ class Checkpoints:
                 rng=rng,
                 config=self.config.to_dict(),
                 world=self.procs.world,
+                average=run.average,
             )
         self.saved_step = state.step
         self.procs.barrier()
@@ -55,7 +56,11 @@ class Checkpoints:
                 "or point --out at the run directory"
             )
         state, contents = TrainState.restore(
-            self.path, model=self.run.model, optimizer=self.run.optimizer, objects=self.objects
+            self.path,
+            model=self.run.model,
+            optimizer=self.run.optimizer,
+            objects=self.objects,
+            average=self.run.average,
         )
         self.saved_step = state.step
         if self.procs.main:

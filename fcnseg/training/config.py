@@ -230,6 +230,14 @@ class TrainConfig:
     warmup_steps: int | None = _setting(
         None, "linear warm-up steps (modern: 5%% of training, at most 1000)", type=int, metavar="N"
     )
+    ema: float | None = _setting(
+        None,
+        "keep an exponential moving average of the weights, this much of it kept at each "
+        "step (0.998 averages over about the last 500 steps): validation, best.safetensors "
+        "and the log score the average, which smooths the last steps' noise",
+        type=float,
+        metavar="DECAY",
+    )
     # -- loss
     reduction: str | None = _setting(
         None, "per-pixel losses summed (paper) or averaged", choices=["sum", "mean"]

@@ -129,7 +129,7 @@ class Trainer:
             self._plan()
             if best and self.procs.main:
                 save(
-                    run.model,
+                    run.scored,
                     self.run_dir / "best.safetensors",
                     scores=scores,
                     epoch=record["epoch"],
@@ -137,7 +137,7 @@ class Trainer:
                 )
             self.checkpoint()
             self.log.epoch(record, state.history, epochs=self.epochs, best=best)
-            self.logger.epoch(record, scores, run.model, run.val_set)
+            self.logger.epoch(record, scores, run.scored, run.val_set)
             if self.stop.asked:
                 raise KeyboardInterrupt
         return {
@@ -280,15 +280,17 @@ class Trainer:
 
 
 def validate(run: Run, config: TrainConfig, procs: Processes) -> dict[str, Any]:
-    """The four metrics on the validation split, exact across processes. A net of several
-    heads is scored head by head on each label set: the first head's scores lead (they choose
-    the best epoch) and ``heads`` holds them all."""
+    """The four metrics of the scored model (:attr:`~.setup.Run.scored`) on the validation
+    split, exact across processes. A net of several heads is scored head by head on each label
+    set: the first head's scores lead (they choose the best epoch) and ``heads`` holds them
+    all."""
     # Every process scores with rank 0's batch-norm statistics, as one process would.
-    procs.broadcast_buffers(run.model)
+    model = run.scored
+    procs.broadcast_buffers(model)
     heads = run.val_set.heads
     if not heads:
-        return _scores(run.model, run.val_set, config, procs)
-    results = {name: _scores(run.model.head(name), heads[name], config, procs) for name in heads}
+        return _scores(model, run.val_set, config, procs)
+    results = {name: _scores(model.head(name), heads[name], config, procs) for name in heads}
     return {**next(iter(results.values())), "heads": results}
 
 

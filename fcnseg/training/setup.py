@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from ..data import (
@@ -67,6 +68,14 @@ class Run:
     skipped: list[str]  # --skip-bad's messages
     # The step's mixed precision: --amp, or what auto chose (.fastest); fp32 until it chooses.
     amp: str = "off"
+    # --ema: the moving average of the weights (batch-norm statistics too), or None.
+    average: AveragedModel | None = None
+
+    @property
+    def scored(self) -> FCN:
+        """The model that validation scores and ``best.safetensors`` keeps: the average of
+        the weights under ``--ema``, else the trained weights themselves."""
+        return self.average.module if self.average is not None else self.model
 
     def use_schedule(self, factor: Callable[[int], float]) -> None:
         """Follow the learning-rate ``factor`` from the current step on (a time budget's
@@ -342,4 +351,13 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
         scaler,
         skipped,
         amp="off" if config.amp == "auto" else config.amp,
+        average=_average(model, config.ema),
     )
+
+
+def _average(model: FCN, decay: float | None) -> AveragedModel | None:
+    """The exponential moving average of ``model``'s weights and buffers (Polyak averaging),
+    which :func:`~.step.update` moves after each step; it starts as a copy of the weights."""
+    if decay is None:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch.optim.swa_utils import AveragedModel
 
 from ..errors import CheckpointError
 from ..evaluation.metrics import METRICS
@@ -92,9 +93,11 @@ class TrainState:
         rng: dict[int, dict[str, Tensor]],
         config: dict[str, Any],
         world: int,
+        average: AveragedModel | None = None,
     ) -> None:
         """Write the checkpoint: this state, the model's weights and metadata, the optimiser,
-        the ``objects``' state dicts (scheduler, scaler) and the generators."""
+        the ``objects``' state dicts (scheduler, scaler), the generators and the average of
+        the weights (``--ema``)."""
         info = {
             "state": asdict(self),
             "config": config,
@@ -105,16 +108,27 @@ class TrainState:
         write_checkpoint(
             path,
             CheckpointContents(
-                model=model.state_dict(), optimizer=optimizer.state_dict(), rng=rng, info=info
+                model=model.state_dict(),
+                optimizer=optimizer.state_dict(),
+                rng=rng,
+                info=info,
+                average=average.state_dict() if average is not None else {},
             ),
         )
 
     @classmethod
     def restore(
-        cls, path: Path, *, model: Any, optimizer: torch.optim.Optimizer, objects: dict[str, Any]
+        cls,
+        path: Path,
+        *,
+        model: Any,
+        optimizer: torch.optim.Optimizer,
+        objects: dict[str, Any],
+        average: AveragedModel | None = None,
     ) -> tuple[TrainState, CheckpointContents]:
         """Load a checkpoint into the live objects; the state, and the contents (for the
-        generators and the process count)."""
+        generators and the process count). A run that starts keeping an ``average`` on
+        resuming starts it from the checkpoint's weights."""
         contents = read_checkpoint(path)
         info = contents.info
         try:
@@ -123,6 +137,12 @@ class TrainState:
             model.normalization = Normalization.from_dict(
                 info["model"]["normalization"], source=str(path)
             )
+            if average is not None:
+                average.module.normalization = model.normalization
+                if contents.average:
+                    average.load_state_dict(contents.average)
+                else:
+                    average.module.load_state_dict(contents.model)
             for name, obj in objects.items():
                 if info[name]:
                     obj.load_state_dict(info[name])

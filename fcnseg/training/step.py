@@ -66,11 +66,14 @@ def _forward(net: nn.Module, x: Tensor) -> Tensor:
 
 
 def update(run: Run) -> None:
-    """Apply the summed gradients, clear them, and advance the schedule."""
+    """Apply the summed gradients, clear them, advance the schedule and move the average of
+    the weights (``--ema``) towards them."""
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
     run.scheduler.step()
+    if run.average is not None:
+        run.average.update_parameters(run.model)
 
 
 def weights_finite(model: nn.Module, procs: Processes) -> bool:

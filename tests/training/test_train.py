@@ -279,7 +279,13 @@ def test_resume_gives_the_weights_of_the_uninterrupted_run(data, tmp_path, monke
     # 3 batches an epoch, 2 batches a step: 2 steps an epoch, the second of one batch only;
     # half the pixels' losses sampled.
     settings = dict(
-        epochs=2, accumulate=2, loss_sampling=0.5, checkpoint_every=1, deterministic=True, lr=1e-2
+        epochs=2,
+        accumulate=2,
+        loss_sampling=0.5,
+        checkpoint_every=1,
+        deterministic=True,
+        lr=1e-2,
+        ema=0.9,
     )
     whole = tmp_path / "whole"
     run_training(config(data, whole, **settings))
@@ -308,6 +314,9 @@ def test_resume_gives_the_weights_of_the_uninterrupted_run(data, tmp_path, monke
     assert a.info["state"]["step"] == b.info["state"]["step"] == 4
     for name, tensor in a.model.items():
         assert torch.equal(b.model[name], tensor), name
+    assert a.average["n_averaged"].item() == 4 and a.average.keys() == b.average.keys()
+    for name, tensor in a.average.items():
+        assert torch.equal(b.average[name], tensor), name
     for index, entry in a.optimizer["state"].items():
         for key, value in entry.items():
             assert torch.equal(
@@ -352,6 +361,8 @@ def test_bad_settings_are_one_line_errors(data, tmp_path) -> None:
         run_training(config(data, tmp_path / "new", resume=True))
     with pytest.raises(FcnsegError, match=r"--magnify \(magnify\): must lie in \[1.0, 4.0\]"):
         run_training(config(data, tmp_path, magnify=0.5))
+    with pytest.raises(FcnsegError, match=r"^--ema \(ema\): must lie in \(0, 1\), not 1.0$"):
+        run_training(config(data, tmp_path, ema=1.0))
 
 
 def test_the_working_scale_enlarges_training_images_and_reaches_the_model_file(
@@ -371,6 +382,40 @@ def test_the_working_scale_enlarges_training_images_and_reaches_the_model_file(
     from fcnseg.evaluation import evaluate
 
     scores = evaluate(model, build_dataset("synthetic", data, "val"))
+    for metric in ("pixel_acc", "mean_iu"):
+        assert scores[metric] == pytest.approx(result["best"][metric], abs=1e-9)
+
+
+def test_the_moving_average_of_the_weights_is_what_validation_scores_and_best_keeps(
+    data, tmp_path, monkeypatch
+) -> None:
+    from fcnseg.data import build_dataset
+    from fcnseg.evaluation import evaluate
+    from fcnseg.training import loop
+
+    decay, weights = 0.5, []
+    real = loop.update
+
+    def update_and_record(run) -> None:
+        real(run)
+        weights.append({k: v.clone() for k, v in run.model.state_dict().items()})
+
+    monkeypatch.setattr(loop, "update", update_and_record)
+    result = run_training(config(data, tmp_path, ema=decay, lr=1e-2))
+    # The average starts as the weights after the first step, then moves by 1 - decay a step.
+    expected = {k: v.double() for k, v in weights[0].items() if v.is_floating_point()}
+    for step in weights[1:]:
+        for k in expected:
+            expected[k] = decay * expected[k] + (1 - decay) * step[k].double()
+    best = fcnseg.load(tmp_path / "best.safetensors")  # one epoch: the last is the best
+    saved = best.state_dict()
+    assert len(weights) == 3
+    for k, value in expected.items():
+        # float32 lerps, three of them: a few units in the last place of the largest weight.
+        assert torch.allclose(saved[k].double(), value, rtol=1e-6, atol=1e-6), k
+    assert any(not torch.equal(saved[k], weights[-1][k]) for k in expected)
+    # Validation scored the average, as evaluating the saved model does.
+    scores = evaluate(best, build_dataset("synthetic", data, "val"))
     for metric in ("pixel_acc", "mean_iu"):
         assert scores[metric] == pytest.approx(result["best"][metric], abs=1e-9)
 
