@@ -25,6 +25,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 # 8 good training images are 4 per process, 2 batches of 2 each; 3 good validation images split
 # 2 + 1: an uneven split, where DistributedSampler would pad rank 1 with a repeat of image 0.
 # One broken file in each split, each found by a different process, is left out by --skip-bad.
+# Validation scores a moving average of the weights, which each process keeps.
 ARGS = [
     "train",
     "--dataset",
@@ -47,6 +48,8 @@ ARGS = [
     "--seed",
     "5",
     "--skip-bad",
+    "--ema",
+    "0.5",
 ]
 
 
@@ -116,6 +119,9 @@ def test_two_processes_validate_exactly_as_one(two_process_run, data, tmp_path):
     assert state.info["world"] == 2 and sorted(state.rng) == [0, 1]  # both processes' RNGs
     assert state.info["state"]["step"] == 2  # 4 images per process in batches of 2
     (record,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    # What the two saved is the average, not the weights they stepped.
+    saved = fcnseg.load(run / "best.safetensors").state_dict()
+    assert any(not torch.equal(saved[k], v) for k, v in state.model.items())
 
     # One process scores the model the two validated and saved (best.safetensors).
     scores = tmp_path / "scores.json"
