@@ -3,10 +3,10 @@
 ``RUN_DIR/last.safetensors`` holds the model's tensors (``model/<name>``), the optimiser's
 state tensors flattened (``optimizer/<param>/<key>``), the moving average of the weights if
 the run keeps one (``average/<name>``), and each process's random-number generator states
-(``rng/<rank>/<generator>``). The rest — the model's metadata and the
-training state's JSON fields (see :class:`fcnseg.training.state.TrainState`) — is JSON in the
-file's metadata. It is written atomically, so a kill mid-write leaves the previous checkpoint
-whole. What goes in is the training package's business; this module only lays it out.
+(``rng/<rank>/<generator>``). The rest — the model's metadata and the training state's JSON
+fields (see :class:`fcnseg.training.state.TrainState`) — is JSON in the file's metadata. It
+is written atomically, so a kill mid-write leaves the previous checkpoint whole. What goes in
+is the training package's business; this module only lays it out.
 """
 
 from __future__ import annotations

@@ -420,6 +420,17 @@ def test_the_moving_average_of_the_weights_is_what_validation_scores_and_best_ke
         assert scores[metric] == pytest.approx(result["best"][metric], abs=1e-9)
 
 
+def test_an_average_begun_on_resuming_starts_from_the_checkpoints_weights(data, tmp_path) -> None:
+    run_training(config(data, tmp_path))
+    first = read_state(tmp_path / "last.safetensors")
+    assert first.average == {}
+    run_training(config(data, tmp_path, resume=True, epochs=2, ema=0.5))
+    state = read_state(tmp_path / "last.safetensors")
+    # Epoch 2's 3 steps were averaged; the first of them copied the weights it stepped from
+    # the checkpoint's, which the average held until then.
+    assert state.info["state"]["step"] == 6 and state.average["n_averaged"].item() == 3
+
+
 def test_median_frequency_weights_reach_the_loss(data, tmp_path) -> None:
     cfg = config(data, tmp_path, class_weights="median-frequency").resolved()
     from fcnseg.data import build_dataset, median_frequency_weights
