@@ -426,8 +426,7 @@ def test_an_average_begun_on_resuming_starts_from_the_checkpoints_weights(data, 
     assert first.average == {}
     run_training(config(data, tmp_path, resume=True, epochs=2, ema=0.5))
     state = read_state(tmp_path / "last.safetensors")
-    # Epoch 2's 3 steps were averaged; the first of them copied the weights it stepped from
-    # the checkpoint's, which the average held until then.
+    # The average began at the checkpoint's weights and took in epoch 2's 3 steps.
     assert state.info["state"]["step"] == 6 and state.average["n_averaged"].item() == 3
 
 
