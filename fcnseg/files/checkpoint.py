@@ -79,13 +79,15 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
     info = read_json(path, header, TRAIN_KEY)
     try:
         tensors = load_file(str(path))
-        model = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
-        average = {k[8:]: v for k, v in tensors.items() if k.startswith("average/")}
+        # Weights by name (the model's, the average's); the rest by owner, then name.
+        weights: dict[str, dict[str, Tensor]] = {"model": {}, "average": {}}
         state: dict[int, dict[str, Any]] = {}
         rng: dict[int, dict[str, Tensor]] = {}
         for name, value in tensors.items():
             kind, _, rest = name.partition("/")
-            if kind in ("optimizer", "rng"):
+            if kind in weights:
+                weights[kind][rest] = value
+            elif kind in ("optimizer", "rng"):
                 owner, key = rest.split("/", 1)
                 (state if kind == "optimizer" else rng).setdefault(int(owner), {})[key] = value
         saved = info.pop("optimizer")
@@ -97,4 +99,6 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
             "earlier copy or start the run again"
         ) from None
     optimizer = {"state": state, "param_groups": saved["param_groups"]}
-    return CheckpointContents(model=model, optimizer=optimizer, rng=rng, info=info, average=average)
+    return CheckpointContents(
+        model=weights["model"], optimizer=optimizer, rng=rng, info=info, average=weights["average"]
+    )
