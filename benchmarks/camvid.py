@@ -2,18 +2,22 @@
 
     python benchmarks/camvid.py [--root DIR] [--out RUN_DIR] [--model fcn4s] [--epochs N]
     python benchmarks/camvid.py --ablation --epochs 8     # FCN-32s, 16s, 8s side by side
+    python benchmarks/camvid.py --unseen 0006R0 --epochs 20   # validated on a video not trained on
 
 A thin wrapper over ``benchmarks/camvid.yaml`` and ``fcnseg train``: it trains, keeps
 ``RUN_DIR/best.safetensors`` (chosen by validation mean IU), evaluates it on the 101 validation
 images at their full 360×480 resolution, and writes ``benchmarks/results/camvid.json`` (or
 ``camvid_ablation.json``) with the four metrics, per-class IU, wall time, machine, command and
-commit, and a figure of predictions under ``benchmarks/results/``.
+commit, and a figure of predictions under ``benchmarks/results/``. ``--unseen SEQ`` trains on
+the frames of every other video of train and val and validates on video SEQ's
+(``camvid_unseen_SEQ.json``): a new scene, as the test split mostly is.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -58,9 +62,36 @@ def epochs_run(values: dict[str, object], result: dict) -> dict[str, object]:
     }
 
 
+def unseen_split(root: Path, sequence: str, out: Path) -> Path:
+    """A split by video: the frames of ``root``'s train and val splits but ``sequence``'s to
+    train on (split ``train``), ``sequence``'s to validate on (split ``unseen``), as links in
+    ``out``. CamVid's validation frames lie between training frames of the same video
+    (0016E5), while its test split is mostly a video neither split holds (Seq05VD): validation
+    scores frames like the ones trained on; this scores a new scene."""
+    split = out / "split"
+    shutil.rmtree(split, ignore_errors=True)
+    videos: set[str] = set()
+    for source in ("train", "val"):
+        for image in sorted((root / source).glob("*.png")):
+            video = image.name.split("_")[0]  # frames are named by their video: 0006R0_f00930
+            videos.add(video)
+            part = "unseen" if video == sequence else "train"
+            for folder, file in (
+                (part, image),
+                (f"{part}annot", root / f"{source}annot" / image.name),
+            ):
+                (split / folder).mkdir(parents=True, exist_ok=True)
+                (split / folder / image.name).symlink_to(file.resolve())
+    if sequence not in videos:
+        raise SystemExit(
+            f"--unseen {sequence}: no such video in {root}; its videos: {', '.join(sorted(videos))}"
+        )
+    return split
+
+
 def run(model: str, args: argparse.Namespace, out: Path) -> dict[str, object]:
     values = TrainConfig.read_yaml(HERE / "camvid.yaml")
-    values.update(root=str(args.root), out=str(out), model=model)
+    values.update(root=str(args.data), val_split=args.val_split, out=str(out), model=model)
     schedule(values, args)
     if args.resume:
         values["resume"] = True
@@ -70,7 +101,7 @@ def run(model: str, args: argparse.Namespace, out: Path) -> dict[str, object]:
     # The epochs' own times (training and validation), summed: right across --resume too.
     wall = sum(record["time"] for record in result["history"])
     best = fcnseg.load(out / "best.safetensors")
-    dataset = build_dataset("camvid", args.root, "val")
+    dataset = build_dataset("camvid", args.data, args.val_split)
     record: dict[str, object] = {
         "model": model,
         **epochs_run(values, result),
@@ -86,12 +117,12 @@ def run(model: str, args: argparse.Namespace, out: Path) -> dict[str, object]:
     return record
 
 
-def figure(runs: dict[str, Path], root: Path, path: Path, n: int = 4) -> None:
+def figure(runs: dict[str, Path], root: Path, split: str, path: Path, n: int = 4) -> None:
     """Image, ground truth and each model's prediction for ``n`` validation images."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    dataset = build_dataset("camvid", root, "val")
+    dataset = build_dataset("camvid", root, split)
     palette = np.array(
         list(dataset.palette) + [(0, 0, 0)] * (256 - len(dataset.palette)), dtype=np.uint8
     )
@@ -132,7 +163,15 @@ def main() -> None:
         "--ablation", action="store_true", help="train FCN-32s, 16s and 8s with the same schedule"
     )
     parser.add_argument("--resume", action="store_true", help="continue interrupted runs")
+    parser.add_argument(
+        "--unseen",
+        metavar="VIDEO",
+        help="train on the other videos' frames of train and val, validate on this one's (0006R0)",
+    )
     args = parser.parse_args()
+    args.data, args.val_split = args.root, "val"
+    if args.unseen:
+        args.data, args.val_split = unseen_split(args.root, args.unseen, args.out), "unseen"
     started_at = commit()  # the code that trains, whatever is committed while it runs
     recipe = TrainConfig.read_yaml(HERE / "camvid.yaml")
     models = ["fcn32s", "fcn16s", "fcn8s"] if args.ablation else [args.model or recipe["model"]]
@@ -140,6 +179,8 @@ def main() -> None:
     records = [run(m, args, runs[m]) for m in models]
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "camvid_ablation" if args.ablation else "camvid"
+    if args.unseen:
+        name += f"_unseen_{args.unseen}"
     report = {
         "recipe": recipe,
         "runs": records,
@@ -148,7 +189,7 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2, default=float))
-    figure(runs, args.root, RESULTS / f"{name}.png")
+    figure(runs, args.data, args.val_split, RESULTS / f"{name}.png")
     print(f"{'model':8} {'pixel acc':>9} {'mean acc':>9} {'mean IU':>8} {'fw IU':>7} {'wall':>8}")
     for r in records:
         s = r["val"]
