@@ -156,7 +156,9 @@ def main() -> None:
     parser.add_argument(
         "--root", type=Path, default=HERE.parents[1] / "shared" / "datasets" / "camvid"
     )
-    parser.add_argument("--out", type=Path, default=Path("runs/camvid"))
+    parser.add_argument(
+        "--out", type=Path, help="run directory (runs/camvid, or runs/camvid_unseen_VIDEO)"
+    )
     parser.add_argument("--model", choices=fcnseg.list_models(), help="override the recipe's model")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
     parser.add_argument(
@@ -170,6 +172,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.data, args.val_split = args.root, "val"
+    args.out = args.out or Path("runs/camvid" + (f"_unseen_{args.unseen}" if args.unseen else ""))
     if args.unseen:
         args.data, args.val_split = unseen_split(args.root, args.unseen, args.out), "unseen"
     started_at = commit()  # the code that trains, whatever is committed while it runs
