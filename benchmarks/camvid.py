@@ -8,9 +8,9 @@ A thin wrapper over ``benchmarks/camvid.yaml`` and ``fcnseg train``: it trains, 
 ``RUN_DIR/best.safetensors`` (chosen by validation mean IU), evaluates it on the 101 validation
 images at their full 360×480 resolution, and writes ``benchmarks/results/camvid.json`` (or
 ``camvid_ablation.json``) with the four metrics, per-class IU, wall time, machine, command and
-commit, and a figure of predictions under ``benchmarks/results/``. ``--unseen SEQ`` trains on
-the frames of every other video of train and val and validates on video SEQ's
-(``camvid_unseen_SEQ.json``): a new scene, as the test split mostly is.
+commit, and a figure of predictions under ``benchmarks/results/``. ``--unseen VIDEO`` trains
+on the frames of every other video of train and val and validates on VIDEO's
+(``camvid_unseen_VIDEO.json``): a new scene, as the test split mostly is.
 """
 
 from __future__ import annotations
@@ -62,30 +62,28 @@ def epochs_run(values: dict[str, object], result: dict) -> dict[str, object]:
     }
 
 
-def unseen_split(root: Path, sequence: str, out: Path) -> Path:
-    """A split by video: the frames of ``root``'s train and val splits but ``sequence``'s to
-    train on (split ``train``), ``sequence``'s to validate on (split ``unseen``), as links in
-    ``out``. CamVid's validation frames lie between training frames of the same video
+def unseen_split(root: Path, video: str, out: Path) -> Path:
+    """A split by video: the frames of ``root``'s train and val splits but ``video``'s to train
+    on (split ``train``), ``video``'s to validate on (split ``unseen``), as links in
+    ``out/split``. CamVid's validation frames lie between training frames of the same video
     (0016E5), while its test split is mostly a video neither split holds (Seq05VD): validation
     scores frames like the ones trained on; this scores a new scene."""
+    # Frames are named by their video: 0006R0_f00930.png.
+    frames = [
+        (image, source) for source in ("train", "val") for image in (root / source).glob("*.png")
+    ]
+    videos = sorted({image.name.split("_")[0] for image, _ in frames})
+    if video not in videos:
+        raise SystemExit(
+            f"--unseen {video}: no such video in {root}; its videos: {', '.join(videos)}"
+        )
     split = out / "split"
     shutil.rmtree(split, ignore_errors=True)
-    videos: set[str] = set()
-    for source in ("train", "val"):
-        for image in sorted((root / source).glob("*.png")):
-            video = image.name.split("_")[0]  # frames are named by their video: 0006R0_f00930
-            videos.add(video)
-            part = "unseen" if video == sequence else "train"
-            for folder, file in (
-                (part, image),
-                (f"{part}annot", root / f"{source}annot" / image.name),
-            ):
-                (split / folder).mkdir(parents=True, exist_ok=True)
-                (split / folder / image.name).symlink_to(file.resolve())
-    if sequence not in videos:
-        raise SystemExit(
-            f"--unseen {sequence}: no such video in {root}; its videos: {', '.join(sorted(videos))}"
-        )
+    for image, source in frames:
+        part = "unseen" if image.name.split("_")[0] == video else "train"
+        for folder, file in ((part, image), (f"{part}annot", root / f"{source}annot" / image.name)):
+            (split / folder).mkdir(parents=True, exist_ok=True)
+            (split / folder / image.name).symlink_to(file.resolve())
     return split
 
 
