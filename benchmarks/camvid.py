@@ -70,20 +70,30 @@ def unseen_split(root: Path, video: str, out: Path) -> Path:
     scores frames like the ones trained on; this scores a new scene."""
     # Frames are named by their video: 0006R0_f00930.png.
     frames = [
-        (image, source) for source in ("train", "val") for image in (root / source).glob("*.png")
+        (image, source, image.name.split("_")[0])
+        for source in ("train", "val")
+        for image in sorted((root / source).glob("*.png"))
     ]
-    videos = sorted({image.name.split("_")[0] for image, _ in frames})
+    videos = sorted({v for _, _, v in frames})
     if video not in videos:
-        raise SystemExit(
-            f"--unseen {video}: no such video in {root}; its videos: {', '.join(videos)}"
-        )
+        found = f"its videos: {', '.join(videos)}" if videos else "no CamVid frames there (--root)"
+        raise SystemExit(f"--unseen {video}: no such video in {root}; {found}")
     split = out / "split"
     shutil.rmtree(split, ignore_errors=True)
-    for image, source in frames:
-        part = "unseen" if image.name.split("_")[0] == video else "train"
-        for folder, file in ((part, image), (f"{part}annot", root / f"{source}annot" / image.name)):
-            (split / folder).mkdir(parents=True, exist_ok=True)
-            (split / folder / image.name).symlink_to(file.resolve())
+    try:
+        for image, source, v in frames:
+            part = "unseen" if v == video else "train"
+            for folder, file in (
+                (part, image),
+                (f"{part}annot", root / f"{source}annot" / image.name),
+            ):
+                (split / folder).mkdir(parents=True, exist_ok=True)
+                (split / folder / image.name).symlink_to(file.resolve())
+    except OSError as exc:  # e.g. a file system without links
+        shutil.rmtree(split, ignore_errors=True)
+        raise SystemExit(
+            f"--unseen: cannot link the frames into {split} ({exc}); choose another --out"
+        ) from None
     return split
 
 
