@@ -36,6 +36,7 @@ BOUNDS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "bias_lr_mult": (0, None, True, True),
     "poly_power": (0, None, False, True),
     "jitter": (0, 1, True, True),
+    "rotate": (0, 180, True, True),
     "loss_sampling": (0, 1, False, True),
     "crop": (1, None, True, True),  # each side
     "scale": (0, None, False, True),  # each end

@@ -83,6 +83,13 @@ class TrainConfig:
         "random quarter turns, for images with no up; with both flips, all eight orientations "
         "(needs a square --crop, or none)",
     )
+    rotate: float = _setting(
+        0.0,
+        "random rotation by up to ±DEG degrees, interpolated, for images with no up; with "
+        "--rot90, 45 reaches every angle",
+        type=float,
+        metavar="DEG",
+    )
     jitter: float = _setting(0.0, "colour jitter strength, 0 for none", type=float, metavar="X")
     workers: int | None = _setting(
         None,

@@ -271,6 +271,7 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
         hflip=config.hflip,
         vflip=config.vflip,
         rot90=config.rot90,
+        rotate=config.rotate,
         jitter=config.jitter,
         ignore_index=train_set.ignore_index,
     )

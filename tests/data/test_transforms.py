@@ -1,5 +1,7 @@
 """Joint transforms keep image and mask aligned, pad with the ignore label, keep labels intact."""
 
+import math
+
 import pytest
 import torch
 from torchvision import tv_tensors
@@ -56,6 +58,28 @@ def test_flips_and_quarter_turns_reach_all_eight_orientations_aligned():
         )
         seen.add(steps)
     assert len(seen) == 8
+
+
+def test_rotation_keeps_image_and_mask_aligned_at_any_angle():
+    # A window with the crop's diagonal is turned and its centre kept: no pixel of the crop is
+    # padding, and each shows (bilinear, exact on the position ramps up to the uint8 step) the
+    # position whose nearest source pixel the mask names, so within half a pixel of it. The
+    # angle, read off the ramps along the middle row, stays within ±30° and takes both signs.
+    transform = train_transform(
+        crop=(12, 12), scale=(1.0, 1.0), hflip=False, rotate=30.0, ignore_index=IGNORE
+    )
+    angles = []
+    for seed in range(30):
+        torch.manual_seed(seed)
+        image, mask = transform(*position_pair())
+        assert image.shape == (3, 12, 12) and mask.shape == (12, 12)
+        assert not (mask == IGNORE).any()
+        for seen, true in ((image[0] / STEP, mask // W), (image[1] / STEP, mask % W)):
+            assert (seen.double() - true).abs().max() <= 0.5 + 1 / STEP
+        rows, cols = image[0, 6].double() / STEP, image[1, 6].double() / STEP
+        angles.append(math.degrees(math.atan2(rows[-1] - rows[0], cols[-1] - cols[0])))
+    assert max(abs(a) for a in angles) <= 30 + 1
+    assert min(angles) < -15 and max(angles) > 15
 
 
 def test_quarter_turns_need_a_square_crop():
