@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["add_tta", "non_negative", "positive", "probability", "report_skipped"]
+__all__ = ["add_magnify", "add_tta", "non_negative", "positive", "probability", "report_skipped"]
 
 
 def add_tta(parser: argparse.ArgumentParser) -> None:
@@ -16,6 +16,33 @@ def add_tta(parser: argparse.ArgumentParser) -> None:
         help="test-time augmentation: probabilities averaged over flips and scales 0.75, 1, "
         "1.25 (six passes per image)",
     )
+
+
+def add_magnify(parser: argparse.ArgumentParser) -> None:
+    """``--magnify``, the same for ``predict`` and ``eval``."""
+    parser.add_argument(
+        "--magnify",
+        type=working_scale,
+        metavar="M",
+        help="enlarge each image by M before the net and resize the scores back, instead of "
+        "by the model file's working scale (its training --magnify, 1 if none)",
+    )
+
+
+def working_scale(text: str) -> float:
+    """An argparse type: a working scale, a number in the range model files allow."""
+    from ..models.meta import MAGNIFY
+
+    low, high = MAGNIFY
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number in {low:g}–{high:g}, not {text!r}"
+        ) from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must lie in {low:g}–{high:g}, not {value:g}")
+    return value
 
 
 def positive(text: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_tta, non_negative, positive, probability, report_skipped
+from .common import add_magnify, add_tta, non_negative, positive, probability, report_skipped
 
 DESCRIPTION = (
     "Score a model at full resolution: pixel accuracy, mean accuracy, mean IU, "
@@ -60,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--categories", metavar="NAMES", help="COCO categories, as in training")
     add_tta(parser)
+    add_magnify(parser)
     parser.add_argument(
         "--threshold",
         type=probability,
@@ -94,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model = load(args.checkpoint, map_location=str(device))
+    if args.magnify is not None:
+        model.meta = model.meta.with_(magnify=args.magnify)
     reading = {"max_pixels": args.max_pixels} if args.max_pixels else {}
     reading.update(reader_options(args))
     if reader_takes(args.dataset, "in_channels"):  # the images have the model's channels
@@ -130,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
         tta=args.tta,
     )
     magnify = result.get("magnify")
-    scale = f", enlarged {magnify:g}× (the model's working scale)" if magnify else ""
+    source = "--magnify" if args.magnify is not None else "the model's working scale"
+    scale = f", enlarged {magnify:g}× ({source})" if magnify else ""
     print(f"{args.checkpoint} on {args.dataset} {args.split} ({result['images']} images{scale})\n")
     label_sets = dataset.heads or {"": dataset}
     for name, part in (result.get("heads") or {"": result}).items():

@@ -40,7 +40,7 @@ from ..inference.backends import BACKENDS
 from ..inference.precision import PRECISIONS
 from ..inference.tiling import AUTO_TILE, AUTO_TILE_PIXELS
 from ..models import FCN
-from .common import add_tta, non_negative, positive
+from .common import add_magnify, add_tta, non_negative, positive
 from .predict_io import (
     TILED_MAX_PIXELS,
     Writer,
@@ -127,6 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "choose a threshold of your own",
     )
     add_tta(parser)
+    add_magnify(parser)
     parser.add_argument(
         "--skip-bad",
         action="store_true",
@@ -176,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         batch_size=args.batch_size,
         tta=args.tta,
+        magnify=args.magnify,
         say=lambda line: tqdm.write(line, file=sys.stderr),
     )
     if args.probabilities in ("png", "png8") and predictor.num_classes != 2:

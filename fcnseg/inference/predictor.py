@@ -24,6 +24,7 @@ from ..data.bands import Raster
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..models import FCN, ModelMeta
+from ..models.meta import MAGNIFY
 from ..models.tta import tta_scales, tta_scores, views
 from . import precision as calibration
 from .backends import AutoBackend, make_backend
@@ -78,6 +79,8 @@ class Predictor:
             with a working scale (``meta.magnify``) sees every image or tile enlarged by it
             (the TTA scales multiply it), and its tiles agree with the whole image up to the
             rounding of the resized sizes.
+        magnify: a working scale to use instead of the model's (``meta.magnify``), in
+            :data:`~fcnseg.models.meta.MAGNIFY`.
         say: called once with one line when the engine and precision are chosen.
     """
 
@@ -93,6 +96,7 @@ class Predictor:
         batch_size: int = 8,
         compile: bool = False,
         tta: bool | Sequence[float] = False,
+        magnify: float | None = None,
         say: Callable[[str], None] | None = None,
     ) -> None:
         if precision not in calibration.PRECISIONS:
@@ -111,7 +115,11 @@ class Predictor:
             backend = "auto"  # an exported file: the engines that run it
         self.backend = make_backend(backend, model, self.device, compile=compile)
         # The scales (and flips) each piece is scored at: TTA's and the model's working scale.
-        self._views = views(self.tta, self.backend.meta.magnify)
+        if magnify is None:
+            magnify = self.backend.meta.magnify
+        elif not MAGNIFY[0] <= magnify <= MAGNIFY[1]:
+            raise ConfigError(f"magnify must lie in {MAGNIFY[0]:g}–{MAGNIFY[1]:g}, not {magnify!r}")
+        self._views = views(self.tta, magnify)
         self._model, self._say = model, say
         self.plan = TilePlan.make(tile, overlap, field=self.backend.field, align=self.backend.align)
         # Tiles asked for explicitly were warned about now; automatic ones, once used.

@@ -41,6 +41,7 @@ BOUNDS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "crop": (1, None, True, True),  # each side
     "scale": (0, None, False, True),  # each end
     "magnify": (*MAGNIFY, True, True),
+    "inference_magnify": (*MAGNIFY, True, True),
     "ema": (0, 1, False, False),
 }
 

@@ -74,6 +74,14 @@ class TrainConfig:
         type=float,
         metavar="M",
     )
+    inference_magnify: float | None = _setting(
+        None,
+        "the working scale recorded in the model file, for validation and inference "
+        "(default: --magnify): a net trained at one scale may see thin structures better a "
+        "little larger, as `fcnseg eval --magnify` measures",
+        type=float,
+        metavar="M",
+    )
     hflip: bool | None = _setting(None, "random horizontal flips (paper: off, modern: on)")
     vflip: bool = _setting(
         False, "random vertical flips, for images with no up (fundus, microscopy, aerial)"

@@ -116,7 +116,7 @@ def _model(config: TrainConfig, dataset: SegmentationDataset, say: Callable[[str
         classes=dataset.classes,
         palette=dataset.palette,
         ignore_index=dataset.ignore_index,
-        magnify=config.magnify,
+        magnify=config.magnify if config.inference_magnify is None else config.inference_magnify,
     )
     if start:
         model.normalization = _measured_normalization(model, dataset, say)

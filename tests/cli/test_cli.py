@@ -123,7 +123,17 @@ def test_eval_says_a_models_working_scale(run, data, tmp_path, capsys) -> None:
     argv = ["eval", str(path), "--dataset", "synthetic", "--root", str(data), "--device", "cpu"]
     assert main([*argv, "--json", str(scores)]) == 0
     assert "enlarged 1.5× (the model's working scale)" in capsys.readouterr().out
-    assert json.loads(scores.read_text())["magnify"] == 1.5
+    at_recorded = json.loads(scores.read_text())
+    assert at_recorded["magnify"] == 1.5
+    # --magnify scores at another scale: as a model file recording that scale does.
+    other = tmp_path / "other.safetensors"
+    fcnseg.save(model, other, magnify=1.25)
+    assert main([*argv, "--magnify", "1.25", "--json", str(scores)]) == 0
+    assert "enlarged 1.25× (--magnify)" in capsys.readouterr().out
+    overridden = json.loads(scores.read_text())
+    assert main([*argv[:1], str(other), *argv[2:], "--json", str(scores)]) == 0
+    recorded = json.loads(scores.read_text())
+    assert overridden["magnify"] == 1.25 and overridden["confusion"] == recorded["confusion"]
 
 
 def test_eval_accepts_the_training_checkpoint(run, data, capsys) -> None:

@@ -226,6 +226,8 @@ def test_ambiguous_arrays_are_refused(array, message) -> None:
         (["--batch-size", "0"], "must be at least 1"),
         (["--overlap", "-3"], "must be at least 0"),
         (["--tile", "40"], "leaves no room beside an overlap"),
+        (["--magnify", "0.5"], "--magnify: must lie in 1–4, not 0.5"),
+        (["--magnify", "big"], "--magnify: expected a number in 1–4, not 'big'"),
     ],
 )
 def test_predict_flags_are_checked(model_file, tmp_path, capsys, flags, message) -> None:

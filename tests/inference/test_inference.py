@@ -12,6 +12,7 @@ from PIL import Image
 
 import fcnseg
 from fcnseg import inference
+from fcnseg.errors import ConfigError
 from fcnseg.inference import Predictor, backends, cpu_has_bf16, tile_windows, tiling
 from fcnseg.inference import precision as calibration
 from fcnseg.models import output_field
@@ -311,6 +312,13 @@ def test_a_magnified_model_scores_the_enlarged_image_everywhere(tmp_path) -> Non
     # Resizing raw or normalised images differs only by rounding: near-ties may flip.
     differ = (matrix.matrix - by_hand.matrix).abs().sum().item()
     assert differ <= 2e-3 * matrix.matrix.sum().item()
+    # A working scale given to the predictor stands in for the file's.
+    model.meta = model.meta.with_(magnify=1.0)
+    told = fcnseg.Predictor(model, backend="torch", precision="fp32", magnify=1.5)
+    for image, _ in dataset:
+        assert torch.equal(told(image), predictor(image))
+    with pytest.raises(ConfigError, match="magnify must lie in 1–4, not 0.5"):
+        fcnseg.Predictor(model, backend="torch", precision="fp32", magnify=0.5)
 
 
 def test_views_multiply_the_tta_scales_by_the_working_scale() -> None:

@@ -361,22 +361,27 @@ def test_bad_settings_are_one_line_errors(data, tmp_path) -> None:
         run_training(config(data, tmp_path / "new", resume=True))
     with pytest.raises(FcnsegError, match=r"--magnify \(magnify\): must lie in \[1.0, 4.0\]"):
         run_training(config(data, tmp_path, magnify=0.5))
+    with pytest.raises(FcnsegError, match=r"^--inference-magnify \(inference_magnify\): must lie"):
+        run_training(config(data, tmp_path, inference_magnify=5.0))
     with pytest.raises(FcnsegError, match=r"^--ema \(ema\): must lie in \(0, 1\), not 1.0$"):
         run_training(config(data, tmp_path, ema=1.0))
 
 
+@pytest.mark.parametrize("inference", [None, 1.75])
 def test_the_working_scale_enlarges_training_images_and_reaches_the_model_file(
-    data, tmp_path, monkeypatch
+    data, tmp_path, monkeypatch, inference
 ) -> None:
     from fcnseg.training import setup
 
     seen = []
     real = setup.train_transform
     monkeypatch.setattr(setup, "train_transform", lambda **kw: seen.append(kw) or real(**kw))
-    result = run_training(config(data, tmp_path, magnify=1.5, scale=(0.8, 1.2)))
+    settings = {"magnify": 1.5, "scale": (0.8, 1.2), "inference_magnify": inference}
+    result = run_training(config(data, tmp_path, **settings))
     assert seen[0]["scale"] == pytest.approx((1.2, 1.8))
     model = fcnseg.load(tmp_path / "best.safetensors")
-    assert model.meta.magnify == 1.5
+    # The file keeps the scale inference works at: --inference-magnify, else --magnify.
+    assert model.meta.magnify == (inference or 1.5)
     # Validation scored the enlarged images, as evaluation does.
     from fcnseg.data import build_dataset
     from fcnseg.evaluation import evaluate
