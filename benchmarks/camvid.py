@@ -37,10 +37,15 @@ RESULTS = HERE / "results"
 
 
 def commit() -> str:
+    """The commit the run's code is, marked when the code or a recipe differs from it (the
+    results of earlier runs do not count)."""
     out = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
     )
-    return out.stdout.strip() or "unknown"
+    code = ["fcnseg", "benchmarks", ":!benchmarks/results"]
+    changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", *code], cwd=HERE.parent)
+    mark = " + uncommitted changes" if changed.returncode == 1 else ""
+    return (out.stdout.strip() or "unknown") + mark
 
 
 def schedule(values: dict[str, object], args: argparse.Namespace) -> None:
