@@ -31,7 +31,7 @@ def add_magnify(parser: argparse.ArgumentParser) -> None:
 
 def working_scale(text: str) -> float:
     """An argparse type: a working scale, a number in the range model files allow."""
-    from ..models.meta import MAGNIFY
+    from ..models.meta import MAGNIFY, is_working_scale
 
     low, high = MAGNIFY
     try:
@@ -40,7 +40,7 @@ def working_scale(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"expected a number in {low:g}–{high:g}, not {text!r}"
         ) from None
-    if not low <= value <= high:
+    if not is_working_scale(value):
         raise argparse.ArgumentTypeError(f"must lie in {low:g}–{high:g}, not {value:g}")
     return value
 

@@ -24,7 +24,7 @@ from ..data.bands import Raster
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..models import FCN, ModelMeta
-from ..models.meta import MAGNIFY
+from ..models.meta import MAGNIFY, is_working_scale
 from ..models.tta import tta_scales, tta_scores, views
 from . import precision as calibration
 from .backends import AutoBackend, make_backend
@@ -117,7 +117,7 @@ class Predictor:
         # The scales (and flips) each piece is scored at: TTA's and the model's working scale.
         if magnify is None:
             magnify = self.backend.meta.magnify
-        elif not MAGNIFY[0] <= magnify <= MAGNIFY[1]:
+        elif not is_working_scale(magnify):
             raise ConfigError(f"magnify must lie in {MAGNIFY[0]:g}–{MAGNIFY[1]:g}, not {magnify!r}")
         self._views = views(self.tta, magnify)
         self._model, self._say = model, say

@@ -19,7 +19,7 @@ from ..errors import CheckpointError
 from .normalization import Normalization
 from .registries import BACKBONES, MODELS
 
-__all__ = ["MAGNIFY", "MAX_CLASSES", "ModelMeta", "check_heads"]
+__all__ = ["MAGNIFY", "MAX_CLASSES", "ModelMeta", "check_heads", "is_working_scale"]
 
 Color = tuple[int, int, int]
 # More classes than any segmentation benchmark has (ADE20K-full: 3688); a file claiming more
@@ -29,6 +29,15 @@ MAX_CLASSES = 65536
 # wide up to the few pixels a backbone's first strided layers resolve. At 4 times, inference
 # already handles 16 times the pixels; a file claiming more is damaged or a mistake.
 MAGNIFY = (1.0, 4.0)
+
+
+def is_working_scale(value: object) -> bool:
+    """Whether ``value`` is a number (not a bool) in :data:`MAGNIFY`."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and MAGNIFY[0] <= value <= MAGNIFY[1]
+    )
 
 
 @dataclass(frozen=True)
@@ -173,11 +182,7 @@ class ModelMeta:
         heads = _heads(data.get("heads"), n, bad)
         magnify = data.get("magnify", 1.0)
         low, high = MAGNIFY
-        if not (
-            isinstance(magnify, (int, float))
-            and not isinstance(magnify, bool)
-            and low <= magnify <= high
-        ):
+        if not is_working_scale(magnify):
             raise bad(f"magnify {magnify!r} is not a number in {low:g}–{high:g}")
         normalization = Normalization.from_dict(data["normalization"], source=source)
         known = {f.name for f in fields(cls)}
