@@ -582,6 +582,21 @@ def test_repeat_passes_over_a_small_set_per_epoch_with_fresh_augmentation(data, 
     assert not torch.equal(first[0], second[0])
 
 
+def test_validating_on_trained_images_is_said_before_the_first_step(data, tmp_path) -> None:
+    from fcnseg.training.setup import build_run
+
+    said: list[str] = []
+    build_run(config(data, tmp_path / "a").resolved(), _one_process(), said.append)
+    assert not [line for line in said if "trained on too" in line]
+    build_run(
+        config(data, tmp_path / "b", val_split="train").resolved(), _one_process(), said.append
+    )
+    assert (
+        "note: 6 of the 6 validation images are trained on too (splits train and train): "
+        "validation scores are a fit, not an estimate of new images"
+    ) in said
+
+
 def test_checkpointed_activations_give_the_same_step() -> None:
     """Recomputing the backbone's stages in the backward pass changes memory, not the
     gradients, and batch norm's running statistics move as far as in one plain step."""
