@@ -14,8 +14,8 @@ augmentation, with a figure: image, ground truth, prediction, errors (missed ves
 vessels red). Either writes ``benchmarks/results/chase_db1[_holdout].json`` (vessel F1,
 sensitivity, specificity, accuracy, AUC, mean IU, wall time, machine, command, commit, and the
 second human observer's scores against the first as the human reference). A ``--model`` or
-``--loss`` other than the recipe's is named in the file: ``chase_db1_<model>_<loss>_holdout.json``.
-The ablation is held out.
+``--loss`` other than the recipe's is named in the file:
+``chase_db1_<model>_<loss>[_holdout].json``. The ablation is held out.
 """
 
 from __future__ import annotations
