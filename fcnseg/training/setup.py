@@ -240,6 +240,23 @@ def check_label_space(
         say(f"warning: {line}")
 
 
+def check_held_out(
+    train_set: SegmentationDataset,
+    val_set: SegmentationDataset,
+    config: TrainConfig,
+    say: Callable[[str], None],
+) -> None:
+    """Say before the first step how many validation images are trained on too: validating on
+    them (a final model fit on every labelled image, say) measures a fit, not new images."""
+    trained = {image for image, _ in train_set.samples}
+    if shared := sum(image in trained for image, _ in val_set.samples):
+        say(
+            f"note: {shared} of the {len(val_set)} validation images are trained on too "
+            f"(splits {config.train_split} and {config.val_split}): validation scores are a "
+            "fit, not an estimate of new images"
+        )
+
+
 def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None]) -> Run:
     """Build the run ``config`` describes on this process (``config`` already resolved)."""
     device = procs.device
@@ -276,15 +293,7 @@ def build_run(config: TrainConfig, procs: Processes, say: Callable[[str], None])
         ignore_index=train_set.ignore_index,
     )
     val_set = build_dataset(config.dataset, config.root, config.val_split, **reading)
-    # Validating on images trained on (a final model fit on every labelled image, say) is a
-    # fit, not an estimate of new images: said before the first step, never silently.
-    trained = {image for image, _ in train_set.samples}
-    if shared := sum(image in trained for image, _ in val_set.samples):
-        say(
-            f"note: {shared} of the {len(val_set)} validation images are trained on too "
-            f"(splits {config.train_split} and {config.val_split}): validation scores are a "
-            "fit, not an estimate of new images"
-        )
+    check_held_out(train_set, val_set, config, say)
     skipped = _skip_bad((train_set, val_set), procs, config.workers) if config.skip_bad else []
     budget = _decoded_budget(config.keep_decoded, procs)
     for dataset, split in ((train_set, "training"), (val_set, "validation")):
