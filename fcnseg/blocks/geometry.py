@@ -13,7 +13,8 @@ are computed here, from the layers themselves.
 
 :func:`receptive_field` walks convolutions, poolings, transposed convolutions, ``nn.Sequential``
 and, through ``torch.fx``, arbitrary graphs of them (branches are merged by taking the union of
-their fields).
+their fields; a channel gate pooled over the whole map, as squeeze-and-excitation nets have,
+makes the field unbounded without moving it).
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class Field:
         """The field of a map that merges two branches of the same stride (sum, concat)."""
         if not math.isclose(self.stride, other.stride):
             raise GeometryError(f"cannot merge maps of stride {self.stride} and {other.stride}")
+        unbounded = [f.offset for f in (self, other) if math.isinf(f.size)]
+        if unbounded:  # the rule below as the unbounded windows grow: centred on them
+            return Field(size=math.inf, stride=self.stride, offset=sum(unbounded) / len(unbounded))
         lo = min(self.offset - (self.size - 1) / 2, other.offset - (other.size - 1) / 2)
         hi = max(self.offset + (self.size - 1) / 2, other.offset + (other.size - 1) / 2)
         return Field(size=hi - lo + 1, stride=self.stride, offset=(lo + hi) / 2)
@@ -198,6 +202,10 @@ def _fx_field(module: nn.Module, start: Field) -> Field:
             fields[node] = start
         elif node.op == "get_attr" or not inputs:
             continue  # constants and parameters carry no field
+        elif _global_pooling(node, submodules):
+            # Squeeze-and-excitation gates weigh each channel by its mean over the whole map and
+            # broadcast it back: every position then sees the whole image, yet none moves.
+            fields[node] = Field(size=math.inf, stride=inputs[0].stride, offset=inputs[0].offset)
         elif node.op == "call_module":
             fields[node] = receptive_field(submodules[node.target], inputs[0])
         elif (node.op == "call_function" and node.target is getattr) or (
@@ -218,6 +226,24 @@ def _fx_field(module: nn.Module, start: Field) -> Field:
         else:
             raise GeometryError(f"{type(module).__name__}: no field rule for {node.target}")
     raise GeometryError(f"{type(module).__name__} has no output")
+
+
+def _global_pooling(node: fx.Node, submodules: dict[str, nn.Module]) -> bool:
+    """Whether ``node`` pools each channel over the whole map, keeping it 4-D to broadcast."""
+    if node.op == "call_module":
+        layer = submodules[node.target]
+        return isinstance(layer, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and (
+            layer.output_size in (1, (1, 1))
+        )
+    if node.op == "call_function" and node.target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
+        return node.args[1] in (1, (1, 1))
+    reduces = (node.op == "call_method" and node.target in ("mean", "amax")) or (
+        node.op == "call_function" and node.target in (torch.mean, torch.amax)
+    )
+    if not reduces or not node.kwargs.get("keepdim", False):
+        return False
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    return isinstance(dims, (tuple, list)) and {d % 4 for d in dims} == {2, 3}
 
 
 def _getitem_field(node: fx.Node, field: Field) -> Field:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torchvision
@@ -60,6 +62,40 @@ def test_graph_branches_are_merged() -> None:
             return torch.relu(self.a(x)) + self.b(x)
 
     assert receptive_field(Residual()) == Field(5, 1, 0)
+
+
+def test_a_squeeze_excite_gate_sees_everything_and_moves_nothing() -> None:
+    class Gated(nn.Module):
+        def __init__(self, gate: str) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, stride=2)  # unpadded: output 0 centred on pixel 1
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Conv2d(4, 4, 1)
+            self.gate = gate
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.conv(x)
+            pooled = x.mean((2, 3), keepdim=True) if self.gate == "mean" else self.pool(x)
+            return x + x * torch.sigmoid(self.fc(pooled))
+
+    for gate in ("mean", "module"):
+        assert receptive_field(Gated(gate)) == Field(math.inf, 2, 1)
+    assert receptive_field(torchvision.models.mobilenet_v3_small(weights=None).features) == (
+        Field(math.inf, 32, 0)
+    )
+
+    class RowMean(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.conv(x)
+            return x * x.mean(3, keepdim=True)
+
+    # Pooled along one axis only, the map is no square field: refused, not guessed.
+    with pytest.raises(GeometryError, match="mean"):
+        receptive_field(RowMean())
 
 
 def test_linear_layers_have_no_field() -> None:

@@ -161,9 +161,9 @@ class Backbone(nn.Sequential):
                 )
 
     def field(self, stride: int) -> Field:
-        """The tap's receptive field. For a net with global context inside (squeeze-excite) or
-        ops without a field rule, the extent is unbounded and the offset is taken as 0, the
-        alignment of symmetric padding that PyTorch nets use."""
+        """The tap's receptive field (unbounded past a squeeze-and-excitation gate). For ops
+        without a field rule, the offset is taken as 0, the alignment of symmetric padding
+        that PyTorch nets use."""
         f, layers = IDENTITY, list(self.named_children())
         if stride == 1 and self.dense_stride > 1:
             # The dense stem: the first convolution's window at stride 1.
