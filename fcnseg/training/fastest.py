@@ -170,7 +170,8 @@ class FastestStep:
                 f" kept ({flag} to choose)"
             )
         compiled = self.compiled.get(self.kept.amp) if self.kept.compiled else None
-        self.compiled = {self.kept.amp: compiled} if compiled else {}
+        # `is not None`: torch.compile's wrapper refuses len(), and so a truth test.
+        self.compiled = {self.kept.amp: compiled} if compiled is not None else {}
         left = median[self.kept] * self.batch * self.steps_left()
         self.trial = []
         while self.pending and not self.trial:
