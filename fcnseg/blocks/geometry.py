@@ -236,14 +236,19 @@ def _global_pooling(node: fx.Node, submodules: dict[str, nn.Module]) -> bool:
             layer.output_size in (1, (1, 1))
         )
     if node.op == "call_function" and node.target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
-        return node.args[1] in (1, (1, 1))
+        return _argument(node, "output_size") in (1, (1, 1))
     reduces = (node.op == "call_method" and node.target in ("mean", "amax")) or (
         node.op == "call_function" and node.target in (torch.mean, torch.amax)
     )
     if not reduces or not node.kwargs.get("keepdim", False):
         return False
-    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    dims = _argument(node, "dim")
     return isinstance(dims, (tuple, list)) and {d % 4 for d in dims} == {2, 3}
+
+
+def _argument(node: fx.Node, name: str) -> object:
+    """The argument after the tensor, given by position or by ``name``."""
+    return node.args[1] if len(node.args) > 1 else node.kwargs.get(name)
 
 
 def _getitem_field(node: fx.Node, field: Field) -> Field:

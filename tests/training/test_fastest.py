@@ -1,8 +1,7 @@
 """``--amp auto`` and ``--compile auto``: the training step in bf16 and compiled where each
 measures faster, fp32 and eager where not. The clock is stood in for, and torch.compile's
 wrapper is made but never called (compiling takes minutes on 2 cores); what is tested is the
-choosing around them. A compiler
-that fails mid-run: tests/training/test_train.py."""
+choosing around them. A compiler that fails mid-run: tests/training/test_train.py."""
 
 from __future__ import annotations
 
