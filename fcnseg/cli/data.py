@@ -45,8 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data import reader_options
     from ..data.survey import check_dataset, format_report
-    from ..files import atomic_write
+    from ..files import atomic_write, check_writable
 
+    if args.json:
+        check_writable(args.json, flag="--json")
     report = check_dataset(args.dataset, args.root, splits=args.split, **reader_options(args))
     print(format_report(report))
     if args.json:

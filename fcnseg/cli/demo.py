@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..demo import PRESETS, run_demo
+    from ..files import check_writable
 
+    check_writable(args.out, flag="--out", folder=True)
     result = run_demo(args.out, PRESETS[args.preset])
     coarse, fine = result["fcn32s"], result["fcn8s"]
     print(f"\nreport: {result['report']}")

@@ -91,8 +91,11 @@ def run(args: argparse.Namespace) -> int:
     from ..device import resolve_device
     from ..errors import FcnsegError
     from ..evaluation import evaluate, format_table, plot_confusion, write_json
-    from ..files import atomic_write, load
+    from ..files import atomic_write, check_writable, load
 
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:  # before the scoring, which can take minutes
+            check_writable(path, flag=flag)
     device = resolve_device(args.device)
     model = load(args.checkpoint, map_location=str(device))
     if args.magnify is not None:

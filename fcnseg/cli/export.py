@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..files import load
+from ..files import check_writable, load
 from ..files.onnx import DEFAULT_OPSET, export_onnx
 from .common import positive
 
@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_writable(args.onnx, flag="--onnx")  # before the export and its checks (minutes)
     model = load(args.checkpoint).eval()
     report = export_onnx(model, args.onnx, opset=args.opset)
     print(f"wrote {args.onnx} (opset {args.opset}; dynamic batch, height, width)")

@@ -29,10 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import FcnsegError
+    from ..files import check_writable
     from ..files.caffe import import_caffe
 
     if args.out.suffix != ".safetensors":
         raise FcnsegError(f"--out {args.out}: name a .safetensors file, e.g. voc-fcn8s.safetensors")
+    check_writable(args.out, flag="--out")
     imported = import_caffe(args.source, args.out, dataset=args.dataset)
     print(f"wrote {args.out}: {imported.summary}")
     if imported.meta is not None:

@@ -17,7 +17,7 @@ from PIL import Image
 from ..data.bands import Raster, read_bands
 from ..data.decode import IMAGE_SUFFIXES, MAX_PIXELS, open_image, to_rgb_tensor
 from ..errors import ConfigError, DataError
-from ..files import atomic_write
+from ..files import atomic_write, check_writable
 from ..files.masks import BAND_ROWS, display_rgb, mask_image, overlay, palette_of
 from ..inference import Predictor
 from ..inference.tiling import AUTO_TILE_PIXELS
@@ -80,9 +80,11 @@ def output_names(paths: Sequence[Path]) -> list[Path]:
 
 
 def check_out_folder(out: Path, paths: Sequence[Path]) -> None:
-    """Refuse an output folder that holds input images: the masks would overwrite them."""
+    """Refuse an output folder that holds input images (the masks would overwrite them) or that
+    cannot be written, before the model is prepared (choosing an engine can take minutes)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: a file, not a folder; name a folder for the masks")
+    check_writable(out, flag="--out", folder=True)
     target = out.resolve()
     if any(p.resolve().parent == target for p in paths):
         raise ConfigError(

@@ -33,9 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..files import check_writable
     from ..files.publish import push, write_repository
 
     if args.dry_run:
+        check_writable(args.dry_run, flag="--dry-run", folder=True)
         written = write_repository(args.model, args.dry_run, repo=args.repo, license=args.license)
         print(f"would upload to {args.repo}: " + ", ".join(p.name for p in written))
         print(f"  (written to {args.dry_run}; run again without --dry-run to publish)")

@@ -16,13 +16,14 @@
 Owns: bytes on disk. May import: :mod:`fcnseg.models` and below.
 """
 
-from .atomic import atomic_write
+from .atomic import atomic_write, check_writable
 from .caffe import import_caffe
 from .modelfile import load, read_metadata, read_weights, rebuild, save
 from .reference import load_reference
 
 __all__ = [
     "atomic_write",
+    "check_writable",
     "import_caffe",
     "load",
     "load_reference",

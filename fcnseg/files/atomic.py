@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import FcnsegError
 
-__all__ = ["TEMP_PREFIX", "atomic_write", "output_error", "remove_stale"]
+__all__ = ["TEMP_PREFIX", "atomic_write", "check_writable", "output_error", "remove_stale"]
 
 # Temporary files are named ".<target name>.fcnseg-<random>" beside their target.
 TEMP_PREFIX = ".fcnseg-"
@@ -26,8 +26,8 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def output_error(path: str | Path, exc: OSError) -> FcnsegError:
-    """The one line for an output that cannot be written."""
+def output_error(path: str | Path, exc: OSError, *, flag: str = "") -> FcnsegError:
+    """The one line for an output that cannot be written (``flag``: the option that named it)."""
     reasons = {
         errno.ENOSPC: "the disk is full; free space or write elsewhere",
         errno.EDQUOT: "the disk quota is exceeded; free space or write elsewhere",
@@ -39,7 +39,29 @@ def output_error(path: str | Path, exc: OSError) -> FcnsegError:
         errno.EISDIR: "it is a folder; give a file name",
     }
     reason = reasons.get(exc.errno, f"{exc.strerror or exc}; choose another path")
-    return FcnsegError(f"{path}: cannot write: {reason}")
+    return FcnsegError(f"{flag + ' ' if flag else ''}{path}: cannot write: {reason}")
+
+
+def check_writable(path: str | Path, *, flag: str = "", folder: bool = False) -> None:
+    """Refuse an output that :func:`atomic_write` could not write, before the work that would
+    fill it (an evaluation, an export, a calibration can take minutes): ``path`` is a folder
+    where a file is wanted (or a file where a ``folder`` is), or the nearest existing folder
+    above it is a file, read-only or not the user's to write. Nothing is created.
+
+    Raises:
+        FcnsegError: one line naming ``flag``, ``path`` and the fix (:func:`output_error`).
+    """
+    path = Path(path)
+    if path.is_dir() != folder and path.exists():
+        raise output_error(path, OSError(errno.ENOTDIR if folder else errno.EISDIR, ""), flag=flag)
+    above = path if folder and path.is_dir() else path.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():  # a file where a folder would have to be made
+        raise output_error(path, OSError(errno.ENOTDIR, ""), flag=flag)
+    if not os.access(above, os.W_OK | os.X_OK):
+        read_only = hasattr(os, "statvfs") and os.statvfs(above).f_flag & os.ST_RDONLY
+        raise output_error(path, OSError(errno.EROFS if read_only else errno.EACCES, ""), flag=flag)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:

@@ -118,6 +118,38 @@ def test_inputs_of_one_name_get_their_suffix(model_file, tmp_path) -> None:
     assert {p.name for p in out.glob("a_*.png")} >= {"a_png.png", "a_jpg.png"}
 
 
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        (["eval", "missing.safetensors", "--dataset", "synthetic", "--root", "nowhere"], "--json"),
+        (["eval", "missing.safetensors", "--dataset", "synthetic", "--root", "nowhere"], "--plot"),
+        (["export", "missing.safetensors"], "--onnx"),
+        (["predict", "missing.safetensors", "IMAGE"], "--out"),
+        (["data", "check", "nowhere", "--dataset", "synthetic"], "--json"),
+        (["import-caffe", "missing.caffemodel"], "--out"),
+        (["demo", "--preset", "tiny"], "--out"),
+        (["push", "missing.safetensors", "me/fcn", "--license", "mit"], "--dry-run"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(
+    tmp_path, monkeypatch, capsys, command, flag
+) -> None:
+    """The output is checked first: the model, data and images named here do not exist, so
+    any work started (a scoring, an export, an engine's calibration: minutes) would fail on
+    them instead; and nothing is created."""
+    monkeypatch.chdir(tmp_path)  # where the relative names above would be
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "out.safetensors"
+    argv = [str(tmp_path / "a.png") if a == "IMAGE" else a for a in command]
+    assert main([*argv, flag, str(out)]) == 2
+    assert _error(capsys) == (
+        f"error: {flag} {out}: cannot write: a part of the path is a file, not a folder; "
+        "choose another path"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "file"]
+
+
 # ---------------------------------------------------------------- label spaces
 
 
