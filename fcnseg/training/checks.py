@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
@@ -44,6 +45,9 @@ BOUNDS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "inference_magnify": (*MAGNIFY, True, True),
     "ema": (0, 1, False, False),
 }
+
+# Words YAML 1.1 reads as booleans: as text, a setting of "true or a path" was meant as one.
+_YES_NO = {"true", "false", "yes", "no", "on", "off", "y", "n"}
 
 
 def _name(name: str) -> str:
@@ -93,6 +97,14 @@ def check_setting(name: str, annotation: str, value: Any) -> Any:
             return value
         if not any(k in kinds for k in ("int", "float")):
             raise _wrong(name, kinds, value)
+    # A flag's "false" is text, and would be taken for a path.
+    yes_no = isinstance(value, str) and value.lower() in _YES_NO and not Path(value).exists()
+    if yes_no and {"bool", "str"} <= set(kinds):
+        raise ConfigError(
+            f"{_name(name)}: {value!r} would be read as a file name; on the command line "
+            "give the flag alone for true and leave it out for false (true or false "
+            "unquoted in YAML)"
+        )
     if isinstance(value, str) and "str" in kinds or isinstance(value, dict) and "dict" in kinds:
         return value
     for kind in ("int", "float"):

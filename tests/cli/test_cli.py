@@ -238,6 +238,13 @@ def test_bad_settings_are_one_line(data, tmp_path, capsys) -> None:
     assert "no dataset given" in _one_error_line(capsys)
     assert main(["train", "--dataset", "nosuch", "--root", str(data)]) == 2
     assert "unknown dataset 'nosuch'" in _one_error_line(capsys)
+    # A file name or nothing: a truth value given as text is said, not looked for on disk.
+    assert main([*TRAIN, "--root", str(data), "--pretrained-backbone", "false"]) == 2
+    assert _one_error_line(capsys) == (
+        "error: --pretrained-backbone (pretrained_backbone): 'false' would be read as a file "
+        "name; on the command line give the flag alone for true and leave it out for false "
+        "(true or false unquoted in YAML)"
+    )
 
 
 def test_bad_arguments_get_argparse_usage(capsys) -> None:
