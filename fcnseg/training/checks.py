@@ -19,6 +19,7 @@ __all__ = ["BOUNDS", "check_setting"]
 # name → (low, high, low included, high included); None: unbounded on that side.
 BOUNDS: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "epochs": (1, None, True, True),
+    "val_every": (1, None, True, True),
     "repeat": (1, None, True, True),
     "batch_size": (1, None, True, True),
     "accumulate": (1, None, True, True),

@@ -199,7 +199,14 @@ class TrainConfig:
     sync_bn: bool = _setting(False, "synchronise batch norm across processes (torchrun)")
     # -- optimisation
     recipe: str = _setting("modern", "defaults for the settings below", choices=["modern", "paper"])
-    epochs: int = _setting(50, "epochs, each validated", type=int, metavar="N")
+    epochs: int = _setting(50, "epochs", type=int, metavar="N")
+    val_every: int = _setting(
+        1,
+        "validate after every N-th epoch and after the last: scoring large validation images "
+        "at full resolution takes time that --max-minutes would give to training",
+        type=int,
+        metavar="N",
+    )
     max_minutes: float | None = _setting(
         None,
         "a time budget: after each epoch, keep only as many of --epochs as fit in M minutes "

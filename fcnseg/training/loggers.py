@@ -34,12 +34,13 @@ class Logger:
     def epoch(
         self,
         record: dict[str, Any],
-        scores: dict[str, Any],
+        scores: dict[str, Any] | None,
         model: FCN,
         val_set: SegmentationDataset,
     ) -> None:
         """Log one epoch: its ``record`` (as in ``metrics.jsonl``), the validation ``scores``
-        (per class, and the ``confusion`` matrix), the model and the validation set."""
+        (per class, and the ``confusion`` matrix; ``None`` for an epoch not validated), the
+        model and the validation set."""
 
     def close(self) -> None:
         """Flush and release what the logger holds."""
@@ -68,13 +69,16 @@ class TensorBoardLogger(Logger):
     def epoch(
         self,
         record: dict[str, Any],
-        scores: dict[str, Any],
+        scores: dict[str, Any] | None,
         model: FCN,
         val_set: SegmentationDataset,
     ) -> None:
         step, w = record["epoch"], self.writer
         w.add_scalar("train/loss", record["train_loss"], step)
         w.add_scalar("train/lr", record["lr"], step)
+        if scores is None:  # not validated (--val-every)
+            w.flush()
+            return
         for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
             w.add_scalar(f"val/{key}", record[key], step)
         names = val_set.classes or [str(i) for i in range(val_set.num_classes)]

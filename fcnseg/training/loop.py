@@ -1,8 +1,9 @@
 """The training loop (paper §3.4, §4.3): steps, epochs, validation, checkpoints.
 
 Each epoch trains on the training split, scores the validation split with the four metrics of
-§5 at full resolution, keeps the model with the best mean IU (``best.safetensors``) and a
-resumable checkpoint (``last.safetensors``), and logs (:mod:`.runlog`).
+§5 at full resolution (every epoch, or every ``--val-every``-th and the last), keeps the model
+with the best mean IU (``best.safetensors``) and a resumable checkpoint (``last.safetensors``),
+and logs (:mod:`.runlog`).
 
 Exact resumption: every source of randomness is restored or a pure function of the position
 (:mod:`.distributed`), and the loss sampling (§3.4) is drawn from (seed, rank, step). A run
@@ -118,7 +119,9 @@ class Trainer:
             start = time.perf_counter()
             train_loss = self.train_epoch()
             self._check_finite()
-            scores = validate(run, config, self.procs)
+            number = state.epoch + 1
+            due = number % config.val_every == 0 or number == self.epochs
+            scores = validate(run, config, self.procs) if due else None
             record, best = state.end_epoch(
                 train_loss=train_loss,
                 scores=scores,
@@ -127,6 +130,13 @@ class Trainer:
             )
             self._loss_at_step = [0.0, 0]
             self._plan()
+            if scores is None and state.epoch == self.epochs:
+                # The budget ended the run on an epoch not due for validation: the last is
+                # always scored, so that the best model is chosen among the final weights too.
+                start = time.perf_counter()
+                scores = validate(run, config, self.procs)
+                best = state.score(record, scores)
+                record["time"] = round(record["time"] + time.perf_counter() - start, 2)
             if best and self.procs.main:
                 save(
                     run.scored,

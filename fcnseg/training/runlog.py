@@ -96,10 +96,14 @@ class RunLog:
         if now - self.plotted >= PLOT_EVERY or record["epoch"] == epochs:
             atomic_write(self.run_dir / "curves.png", lambda tmp: plot_curves(history, tmp))
             self.plotted = now
+        scores = (
+            f"pixel acc {record['pixel_acc']:.2%}  mean IU {record['mean_iu']:.2%}  "
+            if "mean_iu" in record
+            else ""  # not validated (--val-every)
+        )
         self.say(
             f"epoch {record['epoch']}/{epochs}  step {record['step']}  "
-            f"loss {record['train_loss']:.4g}  lr {record['lr']:.3g}  "
-            f"pixel acc {record['pixel_acc']:.2%}  mean IU {record['mean_iu']:.2%}  "
+            f"loss {record['train_loss']:.4g}  lr {record['lr']:.3g}  {scores}"
             f"({record['time']:.0f} s){'  best' if best else ''}"
         )
 
@@ -115,8 +119,11 @@ def plot_curves(history: list[dict[str, Any]], path: str | Path) -> None:
     epochs = [h["epoch"] for h in history]
     loss_axes.plot(epochs, [h["train_loss"] for h in history], marker="o")
     loss_axes.set(xlabel="epoch", ylabel="training loss", title="loss")
+    scored = [h for h in history if "mean_iu" in h]  # validated epochs (--val-every)
     for key, label in METRICS.items():
-        metric_axes.plot(epochs, [100 * h[key] for h in history], marker="o", label=label)
+        metric_axes.plot(
+            [h["epoch"] for h in scored], [100 * h[key] for h in scored], marker="o", label=label
+        )
     metric_axes.set(xlabel="epoch", ylabel="%", title="validation")
     metric_axes.legend()
     figure.tight_layout()

@@ -50,32 +50,38 @@ class TrainState:
     epochs: int | None = None
 
     def end_epoch(
-        self, *, train_loss: float, scores: dict[str, Any], lr: float, seconds: float
+        self, *, train_loss: float, scores: dict[str, Any] | None, lr: float, seconds: float
     ) -> tuple[dict[str, Any], bool]:
         """Record the finished epoch and move to the next; its record, and whether it is the
-        best so far by mean IU (of the first head, for a net of several)."""
+        best so far by mean IU (of the first head, for a net of several). An epoch not
+        validated (``--val-every``) has ``scores`` ``None``: its record has no metrics."""
         record = {
             "epoch": self.epoch + 1,
             "step": self.step,
             "train_loss": train_loss,
             "lr": lr,
-            **{k: scores[k] for k in METRICS},
             "time": round(seconds, 2),
         }
+        self.history.append(record)
+        self.epoch, self.step_in_epoch, self.epoch_loss = self.epoch + 1, 0, [0.0, 0]
+        return record, scores is not None and self.score(record, scores)
+
+    def score(self, record: dict[str, Any], scores: dict[str, Any]) -> bool:
+        """Add an epoch's validation ``scores`` to its ``record``; whether it is the best so far
+        by mean IU."""
+        record.update({k: scores[k] for k in METRICS})
         if "heads" in scores:  # a net of several heads: each head's four scores too
             record["heads"] = {
                 name: {k: part[k] for k in METRICS} for name, part in scores["heads"].items()
             }
-        self.history.append(record)
         is_best = self.best is None or scores["mean_iu"] > self.best["mean_iu"]
         if is_best:
             self.best = {
-                "epoch": self.epoch + 1,
-                "step": self.step,
+                "epoch": record["epoch"],
+                "step": record["step"],
                 **{k: scores[k] for k in METRICS},
             }
-        self.epoch, self.step_in_epoch, self.epoch_loss = self.epoch + 1, 0, [0.0, 0]
-        return record, is_best
+        return is_best
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainState:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+import fcnseg
 from fcnseg.data import make_synthetic
 from fcnseg.training import budget, loop
 from fcnseg.training import train as run_training
@@ -71,3 +72,30 @@ def test_a_budget_already_spent_stops_after_the_first_epoch(tmp_path) -> None:
     result = run_training(config(data, tmp_path / "run", max_minutes=1e-6))
     assert len(result["history"]) == 1
     assert budget.epochs_that_fit(60e-6, [h["time"] for h in result["history"]], 4) == 1
+
+
+def test_validation_every_n_epochs_and_always_the_last(tmp_path, capsys) -> None:
+    data = make_synthetic(tmp_path / "data", n_train=4, n_val=2, sizes=(41, 48))
+    result = run_training(config(data, tmp_path / "run", epochs=5, val_every=2))
+    history = result["history"]
+    assert [h["epoch"] for h in history if "mean_iu" in h] == [2, 4, 5]
+    assert all(h.keys() >= {"train_loss", "lr", "time"} for h in history)
+    assert result["best"]["epoch"] in (2, 4, 5)
+    out = capsys.readouterr().out
+    first = next(line for line in out.splitlines() if line.startswith("epoch 1/5"))
+    assert "mean IU" not in first
+    # The model file holds the best validated epoch, and says which.
+    meta = fcnseg.files.read_metadata(tmp_path / "run" / "best.safetensors")
+    assert meta.extra["epoch"] == result["best"]["epoch"]
+
+
+def test_a_budget_ending_the_run_between_validations_scores_the_last_epoch(
+    tmp_path, monkeypatch
+) -> None:
+    data = make_synthetic(tmp_path / "data", n_train=4, n_val=2, sizes=(41, 48))
+    monkeypatch.setattr(loop, "epochs_that_fit", lambda budget_s, times, most, one_off: 3)
+    result = run_training(config(data, tmp_path / "run", val_every=2, max_minutes=30))
+    # Planned at 4 epochs (validating 2 and 4), cut to 3 after the first: epoch 3 is the last.
+    assert [h["epoch"] for h in result["history"] if "mean_iu" in h] == [2, 3]
+    assert result["best"]["epoch"] in (2, 3)
+    assert (tmp_path / "run" / "best.safetensors").is_file()

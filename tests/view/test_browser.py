@@ -149,4 +149,8 @@ def test_training_curves(page) -> None:
     page.wait_for_selector("#curves svg")
     assert page.locator("#curves svg").count() == 2
     assert "epochs so far" in page.inner_text("#training-status")
+    # The loss has a point per epoch; mean IU only the validated epochs' (1 and 3).
+    loss = page.get_attribute("#curves svg[data-title=loss] polyline", "points")
+    iu = page.get_attribute("#curves svg[data-title=validation] polyline", "points")
+    assert len(loss.split()) == 3 and len(iu.split()) == 2 and "NaN" not in iu
     shot(page, "training")

@@ -164,7 +164,9 @@ function chart(records, keys, title) {
   const y = (v) => height - pad - ((v - lo) / Math.max(1e-12, hi - lo)) * (height - 2 * pad);
   const colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
   const lines = keys.map((k, i) => {
-    const points = records.map((r) => `${x(r.epoch).toFixed(1)},${y(r[k]).toFixed(1)}`).join(" ");
+    // Epochs not validated (--val-every) have no scores: the line joins those that do.
+    const points = records.filter((r) => Number.isFinite(r[k]))
+      .map((r) => `${x(r.epoch).toFixed(1)},${y(r[k]).toFixed(1)}`).join(" ");
     return `<polyline fill="none" stroke="${colours[i]}" stroke-width="2" points="${points}"/>` +
       `<text x="${pad + 110 * i}" y="14" fill="${colours[i]}" font-size="12">${k}</text>`;
   }).join("");
