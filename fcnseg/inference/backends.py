@@ -21,7 +21,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -221,8 +221,8 @@ def exported(model: FCN | str | Path | OnnxModel, device: torch.device) -> OnnxM
         return model
     if not isinstance(model, FCN):
         return OnnxModel(Path(model), device)
-    folder = precision.cache_dir() / "onnx"
-    path = folder / f"{_graph_key(model)}.onnx"
+    path = _graph_path(model)
+    folder = path.parent
     if path.is_file():
         with contextlib.suppress(CheckpointError, OSError):
             graph = OnnxModel(path, device)
@@ -238,6 +238,11 @@ def exported(model: FCN | str | Path | OnnxModel, device: torch.device) -> OnnxM
         with contextlib.suppress(OSError):
             old.unlink()
     return OnnxModel(path, device)
+
+
+def _graph_path(model: FCN) -> Path:
+    """Where :func:`exported` keeps ``model``'s graph."""
+    return precision.cache_dir() / "onnx" / f"{_graph_key(model)}.onnx"
 
 
 def _graph_key(model: FCN) -> str:
@@ -298,6 +303,14 @@ class AutoBackend:
             maker = OnnxBackend if name == "onnxruntime" else OpenVinoBackend
             self._engines[name] = maker(self._graph, self.device)
         return self._engines[name]
+
+    def exports(self, candidates: Sequence[str]) -> bool:
+        """Whether measuring ``candidates`` first exports the model: an engine of the graph
+        among them, and no graph of this model kept from an earlier run (:func:`exported`)."""
+        graph_engines = {self.split(c)[0] for c in candidates} - {"torch"}
+        if not graph_engines or self._graph is not None or not isinstance(self._model, FCN):
+            return False
+        return not _graph_path(self._model).is_file()
 
     def candidates(self, device: torch.device) -> tuple[str, ...]:
         out = [f"{self.reference}:{p}" for p in self._engine(self.reference).candidates(device)]

@@ -81,7 +81,8 @@ class Predictor:
             rounding of the resized sizes.
         magnify: a working scale to use instead of the model's (``meta.magnify``), in
             :data:`~fcnseg.models.meta.MAGNIFY`.
-        say: called once with one line when the engine and precision are chosen.
+        say: called with one line when the engine and precision are about to be measured
+            (and what that involves) and with one when they are chosen.
     """
 
     def __init__(
@@ -196,6 +197,7 @@ class Predictor:
         if found is not None and found.chosen in ("fp32", *self._candidates):
             self.calibration = found
         else:
+            self._say_calibrating()
             self.calibration = calibration.calibrate(self.backend, batch, self._candidates)
             if key:
                 calibration.store(key, self.calibration)
@@ -203,6 +205,23 @@ class Predictor:
         if self._say is not None:
             self._say(self.calibration.describe())
         return self.calibration.chosen
+
+    def _say_calibrating(self) -> None:
+        """Say, before a calibration that takes a while, what it does: the first image waits
+        for it (and for the model's ONNX export, on a large net minutes on a few cores)."""
+        if self._say is None or not self._candidates:
+            return
+        line = (
+            "choosing the engine and precision on the first image, once for this model, "
+            "machine and input size"
+        )
+        backend = self.backend
+        if isinstance(backend, AutoBackend) and backend.exports(self._candidates):
+            line += (
+                "; first exporting the model to ONNX for ONNX Runtime and OpenVINO, once for "
+                "this model (minutes for a large net; --backend torch skips it)"
+            )
+        self._say(line)
 
     # -- public calls
 

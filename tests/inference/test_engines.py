@@ -135,6 +135,28 @@ def test_a_second_run_opens_the_exported_graph_instead_of_exporting_again(
     assert sorted(p.stem for p in (tmp_path / "onnx").iterdir()) == ["b", "c"]
 
 
+def test_what_the_first_image_waits_for_is_said_before_it_starts(
+    model, monkeypatch, tmp_path
+) -> None:
+    made = Path(backends.exported(model, torch.device("cpu")).path).read_bytes()
+    monkeypatch.setattr(
+        "fcnseg.files.onnx.export_onnx", lambda model, path, **kw: Path(path).write_bytes(made)
+    )
+    monkeypatch.setenv("FCNSEG_CACHE_DIR", str(tmp_path))  # nothing exported or measured yet
+    lines: list[str] = []
+    fcnseg.Predictor(model, say=lines.append)(IMAGE)
+    exporting = "; first exporting the model to ONNX for ONNX Runtime and OpenVINO"
+    assert lines[0].startswith("choosing the engine and precision on the first image")
+    assert (exporting in lines[0]) == (len(installed_engines()) > 1)
+    assert lines[1].startswith("engine: ") and len(lines) == 2
+    lines.clear()  # another size: measured again, the graph kept
+    fcnseg.Predictor(model, say=lines.append)(IMAGE[:, :40, :50])
+    assert lines[0].startswith("choosing the engine") and exporting not in lines[0]
+    lines.clear()  # the same size again: nothing to measure, one line
+    fcnseg.Predictor(model, say=lines.append)(IMAGE)
+    assert len(lines) == 1 and "from the calibration cache" in lines[0]
+
+
 def test_the_graph_is_named_by_the_weights(model) -> None:
     key = backends._graph_key(model)
     assert backends._graph_key(model) == key
