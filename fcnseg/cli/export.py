@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     check_writable(args.onnx, flag="--onnx")  # before the export and its checks (minutes)
     model = load(args.checkpoint).eval()
+    # PyTorch's exporter reasons about every size at once: a minute or more on a few cores.
+    print(f"exporting {args.checkpoint} to ONNX, then checking it against PyTorch …", flush=True)
     report = export_onnx(model, args.onnx, opset=args.opset)
     print(f"wrote {args.onnx} (opset {args.opset}; dynamic batch, height, width)")
     for r in report:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import fcnseg
-from fcnseg.files.onnx import OnnxModel, export_onnx
+from fcnseg.cli import main
+from fcnseg.files.onnx import DEFAULT_OPSET, OnnxModel, export_onnx
 from fcnseg.inference import Predictor
 
 onnx = pytest.importorskip("onnx")
@@ -105,3 +106,23 @@ def test_multiband_model_of_near_ties_exports_with_float_input(tmp_path):
     assert json.loads(runner.session.get_modelmeta().custom_metadata_map["fcnseg"])["input"] == (
         "float32 N×5×H×W"
     )
+
+
+def test_the_command_says_what_it_does_before_and_reports_the_check(
+    exported, tmp_path, monkeypatch, capsys
+):
+    model, path, report = exported
+    fcnseg.save(model, tmp_path / "m.safetensors")
+    out = tmp_path / "m.onnx"
+
+    def export(model, target, **kwargs):  # the fixture's export, without a minute's tracing
+        assert capsys.readouterr().out.startswith("exporting ")  # said before, not after
+        target.write_bytes(path.read_bytes())
+        return report
+
+    monkeypatch.setattr("fcnseg.cli.export.export_onnx", export)
+    assert main(["export", str(tmp_path / "m.safetensors"), "--onnx", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"wrote {out} (opset {DEFAULT_OPSET}; dynamic batch, height, width)"
+    assert len(lines) == 1 + len(report) and all("argmax agreement" in x for x in lines[1:])
+    assert list(OnnxModel(out).meta.classes) == ["sky", "road", "car"]
