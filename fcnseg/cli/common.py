@@ -5,27 +5,31 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["add_magnify", "add_tta", "non_negative", "positive", "probability", "report_skipped"]
+__all__ = ["add_scoring", "non_negative", "positive", "probability", "report_skipped"]
 
 
-def add_tta(parser: argparse.ArgumentParser) -> None:
-    """``--tta``, the same for ``predict`` and ``eval``."""
+def add_scoring(parser: argparse.ArgumentParser) -> None:
+    """How the model scores the images, the same flags for ``predict`` and ``eval``: test-time
+    augmentation, the working scale, and a two-class threshold (:mod:`fcnseg.models.decision`)."""
     parser.add_argument(
         "--tta",
         action="store_true",
         help="test-time augmentation: probabilities averaged over flips and scales 0.75, 1, "
         "1.25 (six passes per image)",
     )
-
-
-def add_magnify(parser: argparse.ArgumentParser) -> None:
-    """``--magnify``, the same for ``predict`` and ``eval``."""
     parser.add_argument(
         "--magnify",
         type=working_scale,
         metavar="M",
         help="enlarge each image by M before the net and resize the scores back, instead of "
         "by the model file's working scale (its training --magnify, 1 if none)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=probability,
+        metavar="P",
+        help="two-class models: a pixel is foreground when its probability reaches P "
+        "(default: the larger score, 0.5)",
     )
 
 

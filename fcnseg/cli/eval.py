@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_magnify, add_tta, non_negative, positive, probability, report_skipped
+from .common import add_scoring, non_negative, positive, report_skipped
 
 DESCRIPTION = (
     "Score a model at full resolution: pixel accuracy, mean accuracy, mean IU, "
@@ -59,15 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="masks named after their image by a pattern, e.g. '{stem}_1stHO.png'",
     )
     parser.add_argument("--categories", metavar="NAMES", help="COCO categories, as in training")
-    add_tta(parser)
-    add_magnify(parser)
-    parser.add_argument(
-        "--threshold",
-        type=probability,
-        metavar="P",
-        help="two-class models: a pixel is foreground when its probability reaches P "
-        "(default: the larger score, 0.5)",
-    )
+    add_scoring(parser)
     parser.add_argument(
         "--modality", choices=["rgb", "rgbd", "hha"], help="NYUDv2 input, as in training"
     )

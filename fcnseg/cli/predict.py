@@ -40,7 +40,7 @@ from ..inference.backends import BACKENDS
 from ..inference.precision import PRECISIONS
 from ..inference.tiling import AUTO_TILE, AUTO_TILE_PIXELS
 from ..models import FCN
-from .common import add_magnify, add_tta, non_negative, positive
+from .common import add_scoring, non_negative, positive
 from .predict_io import (
     TILED_MAX_PIXELS,
     Writer,
@@ -126,8 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "two-class models the foreground's as a 16-bit (png) or 8-bit (png8) grey PNG, to "
         "choose a threshold of your own",
     )
-    add_tta(parser)
-    add_magnify(parser)
+    add_scoring(parser)
     parser.add_argument(
         "--skip-bad",
         action="store_true",
@@ -178,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         tta=args.tta,
         magnify=args.magnify,
+        threshold=args.threshold,
         say=lambda line: tqdm.write(line, file=sys.stderr),
     )
     if args.probabilities in ("png", "png8") and predictor.num_classes != 2:

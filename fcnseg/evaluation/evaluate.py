@@ -27,6 +27,7 @@ from ..device import autocast, freed_memory_kept, resolve_device
 from ..errors import FcnsegError
 from ..files.atomic import atomic_write
 from ..models import FCN, HeadView
+from ..models.decision import check_threshold, labels
 from ..models.tta import tta_scales, viewed_scores
 from .metrics import METRICS, ConfusionMatrix, RocHistogram, binary_scores
 
@@ -165,7 +166,7 @@ def confusion(
             foreground = logits.softmax(1)[:, 1]
             if counts.roc is not None:
                 counts.roc.update(foreground, target)
-        pred = foreground >= threshold if threshold is not None else logits.argmax(1)
+        pred = labels(logits, threshold)
         counts.whole.update(pred, target)
         if counts.band is not None:
             near = boundary_band(target, boundary)
@@ -259,11 +260,7 @@ def evaluate(
     device = resolve_device(device) if isinstance(device, str) else device
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if threshold is not None and dataset.num_classes != 2:
-        raise FcnsegError(
-            f"a threshold needs a two-class model, not one of {dataset.num_classes} classes; "
-            "drop --threshold"
-        )
+    check_threshold(threshold, dataset.num_classes)
     counts = confusion(
         model.to(device),
         dataset,

@@ -11,24 +11,33 @@ from torch import Tensor
 
 from ..data.bands import Raster
 from ..models import ModelMeta
+from ..models.decision import check_threshold, labels
 
 __all__ = ["Output"]
 
 
 @dataclass(frozen=True)
 class Output:
-    """Labels (``probabilities=False``) or class probabilities of ``dtype``, for the heads
+    """Labels (``probabilities=False``; for a two-class model, by a ``threshold`` on the
+    foreground's probability if given) or class probabilities of ``dtype``, for the heads
     (``parts``, each head's channels of the scores) of a model."""
 
     parts: tuple[slice, ...]
     probabilities: bool = False
     dtype: torch.dtype = torch.float32
+    threshold: float | None = None
 
     @classmethod
     def of_model(
-        cls, meta: ModelMeta, probabilities: bool = False, dtype: torch.dtype = torch.float32
+        cls,
+        meta: ModelMeta,
+        probabilities: bool = False,
+        dtype: torch.dtype = torch.float32,
+        threshold: float | None = None,
     ) -> Output:
-        return cls(tuple(part for _, part in meta.head_slices()), probabilities, dtype)
+        parts = tuple(part for _, part in meta.head_slices())
+        check_threshold(threshold, meta.num_classes if len(parts) == 1 else 0)
+        return cls(parts, probabilities, dtype, threshold)
 
     @property
     def num_classes(self) -> int:
@@ -61,7 +70,6 @@ class Output:
             if len(self.parts) == 1:
                 return scores.softmax(1)
             return torch.cat([scores[:, part].softmax(1) for part in self.parts], 1)
-        # max(1).indices: the first maximum, as argmax, several times faster.
         if len(self.parts) == 1:
-            return scores.max(1).indices
-        return torch.stack([scores[:, part].max(1).indices for part in self.parts], 1)
+            return labels(scores, self.threshold)
+        return torch.stack([labels(scores[:, part]) for part in self.parts], 1)

@@ -81,6 +81,8 @@ class Predictor:
             rounding of the resized sizes.
         magnify: a working scale to use instead of the model's (``meta.magnify``), in
             :data:`~fcnseg.models.meta.MAGNIFY`.
+        threshold: two-class models: a pixel is class 1 where its probability reaches this,
+            instead of where its score is the larger (0.5), as ``fcnseg eval --threshold``.
         say: called with one line when the engine and precision are about to be measured
             (and what that involves) and with one when they are chosen.
     """
@@ -98,6 +100,7 @@ class Predictor:
         compile: bool = False,
         tta: bool | Sequence[float] = False,
         magnify: float | None = None,
+        threshold: float | None = None,
         say: Callable[[str], None] | None = None,
     ) -> None:
         if precision not in calibration.PRECISIONS:
@@ -121,6 +124,8 @@ class Predictor:
         elif not is_working_scale(magnify):
             raise ConfigError(f"magnify must lie in {MAGNIFY[0]:g}–{MAGNIFY[1]:g}, not {magnify!r}")
         self._views = views(self.tta, magnify)
+        self.threshold = threshold
+        Output.of_model(self.meta, threshold=threshold)  # refused now, not at the first image
         self._model, self._say = model, say
         self.plan = TilePlan.make(tile, overlap, field=self.backend.field, align=self.backend.align)
         # Tiles asked for explicitly were warned about now; automatic ones, once used.
@@ -246,7 +251,7 @@ class Predictor:
         return self._apply(images, out, probabilities=True, dtype=dtype)
 
     def _apply(self, images, out, *, probabilities: bool, dtype: torch.dtype = torch.float32):
-        kind = Output.of_model(self.meta, probabilities, dtype)
+        kind = Output.of_model(self.meta, probabilities, dtype, self.threshold)
         batch = isinstance(images, Tensor) and images.ndim == 4
         if out is not None and (batch or isinstance(images, (list, tuple))):
             raise ConfigError("out= takes one image at a time")

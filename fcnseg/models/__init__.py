@@ -5,6 +5,7 @@
 * :mod:`.builders`: ``fcn32s``, ``fcn16s``, ``fcn8s`` (and the finer ``fcn4s``, ``fcn2s``,
   ``fcn1s``), registered in :data:`MODELS`;
 * :mod:`.meta`: :class:`ModelMeta`, what a model file stores beside the weights;
+* :mod:`.decision`: scores to labels, the argmax or a two-class threshold;
 * :mod:`.normalization`, :mod:`.weights`: input normalisation; safe weight-file reading.
 
 Owns: network construction. May import: :mod:`fcnseg.blocks`, the registry and errors.

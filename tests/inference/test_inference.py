@@ -267,6 +267,33 @@ def test_predictor_and_evaluate_apply_the_same_tta(tmp_path) -> None:
     assert plain["confusion"] != result["confusion"]  # the views change some pixels
 
 
+@pytest.mark.parametrize("tta", [False, True])
+def test_a_threshold_makes_the_masks_of_the_probabilities_it_cuts(tta) -> None:
+    model = _scored(fcnseg.fcn8s(num_classes=2, backbone="timm:test_resnet"), std=0.5)
+    image = torch.randint(0, 256, (3, 45, 61), generator=torch.Generator().manual_seed(2)).byte()
+    plain = Predictor(model, backend="torch", precision="fp32", tta=tta)
+    foreground = plain.probabilities(image)[1]
+    for threshold in (0.2, 0.5, 0.8):
+        cut = Predictor(model, backend="torch", precision="fp32", tta=tta, threshold=threshold)
+        mask = cut(image)
+        assert mask.dtype == torch.uint8 and set(mask.unique().tolist()) <= {0, 1}
+        # The same probabilities, computed in another call: equal up to float rounding, so
+        # only pixels within 1e-5 of the threshold may go either way.
+        near = (foreground - threshold).abs() < 1e-5
+        assert torch.equal(mask.bool()[~near], (foreground >= threshold)[~near])
+    masks = [Predictor(model, backend="torch", tta=tta, threshold=t)(image) for t in (0.2, 0.8)]
+    assert masks[0].sum() > masks[1].sum()  # a lower threshold takes more foreground
+
+
+def test_a_threshold_needs_two_classes_and_a_probability() -> None:
+    three = _scored(fcnseg.fcn32s(num_classes=3, backbone="timm:test_resnet"))
+    with pytest.raises(ConfigError, match="needs a two-class model, not one of 3 classes"):
+        Predictor(three, threshold=0.4)
+    two = _scored(fcnseg.fcn32s(num_classes=2, backbone="timm:test_resnet"))
+    with pytest.raises(ConfigError, match="strictly between 0 and 1, not 1.5"):
+        Predictor(two, threshold=1.5)
+
+
 def test_a_magnified_model_scores_the_enlarged_image_everywhere(tmp_path) -> None:
     """A working scale (``meta.magnify``) enlarges each image before the net and resizes the
     probabilities back: evaluation, the predictor and a saved model file all do so."""
