@@ -36,7 +36,7 @@ class Output:
         threshold: float | None = None,
     ) -> Output:
         parts = tuple(part for _, part in meta.head_slices())
-        check_threshold(threshold, meta.num_classes if len(parts) == 1 else 0)
+        check_threshold(threshold, meta.num_classes)  # several heads: 4 classes or more
         return cls(parts, probabilities, dtype, threshold)
 
     @property

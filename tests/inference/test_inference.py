@@ -289,6 +289,9 @@ def test_a_threshold_needs_two_classes_and_a_probability() -> None:
     three = _scored(fcnseg.fcn32s(num_classes=3, backbone="timm:test_resnet"))
     with pytest.raises(ConfigError, match="needs a two-class model, not one of 3 classes"):
         Predictor(three, threshold=0.4)
+    heads = fcnseg.fcn32s(num_classes={"sem": 3, "geo": 2}, backbone="timm:test_resnet")
+    with pytest.raises(ConfigError, match="needs a two-class model, not one of 5 classes"):
+        Predictor(heads.eval(), threshold=0.4)  # a two-class head among others is no such model
     two = _scored(fcnseg.fcn32s(num_classes=2, backbone="timm:test_resnet"))
     with pytest.raises(ConfigError, match="strictly between 0 and 1, not 1.5"):
         Predictor(two, threshold=1.5)
