@@ -162,11 +162,9 @@ def confusion(
         channels_last=channels_last,
         tta=tta,
     ):
-        if threshold is not None or counts.roc is not None:
-            foreground = logits.softmax(1)[:, 1]
-            if counts.roc is not None:
-                counts.roc.update(foreground, target)
-        pred = labels(logits, threshold)
+        if counts.roc is not None:
+            counts.roc.update(logits.softmax(1)[:, 1], target)
+        pred = labels(logits, threshold)  # a threshold takes its own softmax
         counts.whole.update(pred, target)
         if counts.band is not None:
             near = boundary_band(target, boundary)

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ..data.bands import Raster
 from ..models import ModelMeta
-from ..models.decision import check_threshold, labels
+from ..models.decision import labels
 
 __all__ = ["Output"]
 
@@ -35,9 +35,7 @@ class Output:
         dtype: torch.dtype = torch.float32,
         threshold: float | None = None,
     ) -> Output:
-        parts = tuple(part for _, part in meta.head_slices())
-        check_threshold(threshold, meta.num_classes)  # several heads: 4 classes or more
-        return cls(parts, probabilities, dtype, threshold)
+        return cls(tuple(part for _, part in meta.head_slices()), probabilities, dtype, threshold)
 
     @property
     def num_classes(self) -> int:

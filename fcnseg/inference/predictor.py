@@ -24,6 +24,7 @@ from ..data.bands import Raster
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..models import FCN, ModelMeta
+from ..models.decision import check_threshold
 from ..models.meta import MAGNIFY, is_working_scale
 from ..models.tta import tta_scales, tta_scores, views
 from . import precision as calibration
@@ -124,8 +125,8 @@ class Predictor:
         elif not is_working_scale(magnify):
             raise ConfigError(f"magnify must lie in {MAGNIFY[0]:g}–{MAGNIFY[1]:g}, not {magnify!r}")
         self._views = views(self.tta, magnify)
+        check_threshold(threshold, self.meta.num_classes)  # refused now, not at the first image
         self.threshold = threshold
-        Output.of_model(self.meta, threshold=threshold)  # refused now, not at the first image
         self._model, self._say = model, say
         self.plan = TilePlan.make(tile, overlap, field=self.backend.field, align=self.backend.align)
         # Tiles asked for explicitly were warned about now; automatic ones, once used.

@@ -98,9 +98,9 @@ def check_setting(name: str, annotation: str, value: Any) -> Any:
             return value
         if not any(k in kinds for k in ("int", "float")):
             raise _wrong(name, kinds, value)
-    # A flag's "false" is text, and would be taken for a path.
-    yes_no = isinstance(value, str) and value.lower() in _YES_NO and not Path(value).exists()
-    if yes_no and {"bool", "str"} <= set(kinds):
+    # A true-or-path setting given "false" as text (a flag's value) would take it for a path.
+    either = {"bool", "str"} <= set(kinds) and isinstance(value, str)
+    if either and value.lower() in _YES_NO and not Path(value).exists():
         raise ConfigError(
             f"{_name(name)}: {value!r} would be read as a file name; on the command line "
             "give the flag alone for true and leave it out for false (true or false "
